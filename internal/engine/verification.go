@@ -1,0 +1,572 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"time"
+
+	"github.com/otpd/otpd/internal/deliver"
+	"github.com/otpd/otpd/internal/otp"
+	"github.com/otpd/otpd/internal/store"
+)
+
+// StartRequest asks for a new verification session. Zero numeric fields take the defaults.
+type StartRequest struct {
+	Channel     string
+	To          string
+	CodeLength  int
+	TTL         time.Duration
+	MaxAttempts int
+	Purpose     string
+	// ClientIP is the end user's address, for the per-IP limit (empty: no IP limit).
+	ClientIP string
+	// IdempotencyKey, when set, makes a retried request return the original session.
+	IdempotencyKey string
+	// Locale selects the message template (reserved; "en" for now).
+	Locale string
+}
+
+// Session is a verification session as the engine reports it.
+type Session struct {
+	store.Challenge
+	// Code is the plaintext code, set only when the engine just issued one for channel "none"
+	// (the caller delivers it). It is never stored.
+	Code string
+	// Replayed is true when an Idempotency-Key matched an earlier request.
+	Replayed bool
+}
+
+// AttemptsLeft is the remaining try budget (0 once finished).
+func (s *Session) AttemptsLeft() int {
+	if s.Status != store.StatusPending {
+		return 0
+	}
+	return max(0, s.MaxAttempts-s.Attempts)
+}
+
+// SendsLeft is how many more resends the session allows (0 once finished).
+func (s *Session) SendsLeft() int {
+	if s.Status != store.StatusPending {
+		return 0
+	}
+	return max(0, s.MaxSends-s.Sends)
+}
+
+var purposeRE = regexp.MustCompile(`^[A-Za-z0-9_.:-]{0,64}$`)
+
+// Start creates a session, issues its code and, for delivered channels, enqueues the message in
+// the same transaction. Send limits are taken in that transaction too, so a refused start
+// leaves no trace but its audit record.
+func (e *Engine) Start(ctx context.Context, p Principal, r StartRequest) (*Session, error) {
+	c, err := e.newChallenge(p, r)
+	if err != nil {
+		return nil, err
+	}
+	fp := fingerprint(r)
+	var (
+		out      *Session
+		enqueued bool
+		limitErr error
+	)
+	err = e.inTx(ctx, func(q store.Queries) error {
+		out, enqueued, limitErr = nil, false, nil
+		if r.IdempotencyKey != "" {
+			prev, err := q.PutIdempotency(ctx, &store.Idempotency{TenantID: p.TenantID, Key: r.IdempotencyKey,
+				Fingerprint: fp, ResourceID: c.ID, CreatedAt: c.CreatedAt})
+			if errors.Is(err, store.ErrAlreadyExists) {
+				if string(prev.Fingerprint) != string(fp) {
+					return ErrIdempotencyMismatch
+				}
+				old, err := q.GetChallenge(ctx, p.TenantID, prev.ResourceID)
+				if err != nil {
+					return err
+				}
+				out = &Session{Challenge: *old, Replayed: true}
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if err := e.takeLimits(ctx, q, p, c.Recipient, c.ClientIP, c.CreatedAt); err != nil {
+			limitErr = err
+			return err
+		}
+		code, err := e.issueCode(c)
+		if err != nil {
+			return err
+		}
+		if err := q.CreateChallenge(ctx, c); err != nil {
+			return err
+		}
+		if enqueued, err = e.enqueue(ctx, q, c, code); err != nil {
+			return err
+		}
+		if err := e.audit(ctx, q, p, "verification.start", c.ID, "ok", c.ClientIP); err != nil {
+			return err
+		}
+		out = &Session{Challenge: *c}
+		if c.Channel == ChannelNone {
+			out.Code = code
+		}
+		return nil
+	})
+	if limitErr != nil {
+		e.auditRefusal(ctx, p, "verification.start", "", limitErr, r.ClientIP)
+		e.metrics.refused(limitErr)
+		return nil, limitErr
+	}
+	if err != nil {
+		return nil, mapStoreErr(err)
+	}
+	if enqueued {
+		e.notify()
+	}
+	if !out.Replayed {
+		e.metrics.startedInc(c.Channel)
+	}
+	return out, nil
+}
+
+// newChallenge validates r and builds the row (without a code yet).
+func (e *Engine) newChallenge(p Principal, r StartRequest) (*store.Challenge, error) {
+	var errs ValidationErrors
+	add := func(err error) {
+		var v *ValidationError
+		if errors.As(err, &v) {
+			errs = append(errs, v)
+		}
+	}
+	if !knownChannel(r.Channel) {
+		add(invalid("channel", "must be one of none, email, sms, viber, voice, whatsapp"))
+	}
+	to, err := normalizeRecipient(r.Channel, r.To)
+	if err != nil && knownChannel(r.Channel) {
+		add(err)
+	}
+	length := r.CodeLength
+	if length == 0 {
+		length = e.cfg.CodeLength
+	}
+	if length < MinCodeLength || length > MaxCodeLength {
+		add(invalid("code_length", "must be %d–%d", MinCodeLength, MaxCodeLength))
+	}
+	ttl := r.TTL
+	if ttl == 0 {
+		ttl = e.cfg.TTL
+	}
+	if ttl < MinTTL || ttl > e.cfg.MaxTTL {
+		add(invalid("ttl_seconds", "must be %d–%d", int(MinTTL/time.Second), int(e.cfg.MaxTTL/time.Second)))
+	}
+	tries := r.MaxAttempts
+	if tries == 0 {
+		tries = e.cfg.MaxAttempts
+	}
+	if tries < 1 || tries > MaxMaxAttempts {
+		add(invalid("max_attempts", "must be 1–%d", MaxMaxAttempts))
+	}
+	if !purposeRE.MatchString(r.Purpose) {
+		add(invalid("purpose", "must be at most 64 characters of A–Z a–z 0–9 _ . : -"))
+	}
+	ip := ""
+	if r.ClientIP != "" {
+		a, err := netip.ParseAddr(r.ClientIP)
+		if err != nil {
+			add(invalid("client_ip", "must be an IPv4 or IPv6 address"))
+		} else {
+			ip = a.Unmap().String()
+		}
+	}
+	if len(r.IdempotencyKey) > 255 {
+		add(invalid("Idempotency-Key", "must be at most 255 characters"))
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	if !e.channels[r.Channel] {
+		return nil, fmt.Errorf("%w: no delivery provider is configured for channel %q", ErrChannelUnavailable, r.Channel)
+	}
+	now := e.clock.Now()
+	c := &store.Challenge{
+		ID: newID(), TenantID: p.TenantID, ApplicationID: p.ApplicationID,
+		Channel: r.Channel, Recipient: to, Purpose: r.Purpose, CodeLength: length,
+		Status: store.StatusPending, MaxAttempts: tries, Sends: 1, MaxSends: e.cfg.MaxSends,
+		LastSentAt: now, TTL: ttl, ClientIP: ip, Metadata: "{}",
+		CreatedAt: now, ExpiresAt: now.Add(ttl),
+	}
+	if r.Channel != ChannelNone {
+		c.Delivery = store.DeliveryQueued
+	}
+	return c, nil
+}
+
+// fingerprint identifies a start request for Idempotency-Key comparison.
+func fingerprint(r StartRequest) []byte {
+	r.IdempotencyKey = ""
+	b, _ := json.Marshal(r)
+	sum := sha256.Sum256(b)
+	return sum[:]
+}
+
+// issueCode generates a fresh code and stores only its keyed hash, bound to the session id.
+func (e *Engine) issueCode(c *store.Challenge) (string, error) {
+	code, err := otp.GenerateCode(c.CodeLength)
+	if err != nil {
+		return "", err
+	}
+	c.CodeHash = e.keys.HashCode(c.ID, code)
+	return code, nil
+}
+
+// takeLimits takes one slot of every configured send limit that applies.
+func (e *Engine) takeLimits(ctx context.Context, q store.Queries, p Principal, recipient, ip string, now time.Time) error {
+	l := e.cfg.Limits
+	app := p.ApplicationID
+	if app == "" {
+		app = p.actor()
+	}
+	checks := []struct {
+		limit      Limit
+		scope, key string
+	}{
+		{l.Recipient, "recipient", recipient},
+		{l.IP, "ip", ip},
+		{l.Application, "application", app},
+		{l.Tenant, "tenant", p.TenantID},
+	}
+	for _, c := range checks {
+		if c.limit.Count <= 0 || c.key == "" {
+			continue
+		}
+		ok, retry, err := q.TakeRate(ctx, p.TenantID, store.RateLimit{Scope: c.scope, Key: c.key,
+			Limit: c.limit.Count, Window: c.limit.Window}, now)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return &RateLimitError{Scope: c.scope, RetryAfter: retry}
+		}
+	}
+	return nil
+}
+
+// enqueue writes the outbox message for c's code, sealed, when the channel delivers.
+func (e *Engine) enqueue(ctx context.Context, q store.Queries, c *store.Challenge, code string) (bool, error) {
+	if c.Channel == ChannelNone {
+		return false, nil
+	}
+	content := renderMessage(c, code)
+	plain, err := json.Marshal(content)
+	if err != nil {
+		return false, err
+	}
+	id := newID()
+	body, err := e.keys.Seal(plain, []byte("messages:"+id))
+	if err != nil {
+		return false, err
+	}
+	now := e.clock.Now()
+	err = q.CreateMessage(ctx, &store.Message{
+		ID: id, TenantID: c.TenantID, ChallengeID: c.ID, Channel: c.Channel, Recipient: c.Recipient,
+		Body: body, Status: store.MsgQueued, MaxAttempts: e.cfg.MessageAttempts,
+		NextAttemptAt: now, CreatedAt: now, UpdatedAt: now,
+	})
+	return err == nil, err
+}
+
+// renderMessage builds the text a recipient gets. Tenant templates come with the template
+// surface; until then every tenant gets this one.
+func renderMessage(c *store.Challenge, code string) deliver.Content {
+	mins := int(c.TTL.Round(time.Minute) / time.Minute)
+	if mins < 1 {
+		mins = 1
+	}
+	text := fmt.Sprintf("Your verification code is %s. It expires in %d minute%s. If you did not ask for it, ignore this message.",
+		code, mins, plural(mins))
+	if c.Channel != ChannelEmail {
+		return deliver.Content{Text: text}
+	}
+	html := fmt.Sprintf(`<!doctype html><html><body style="font-family:sans-serif">`+
+		`<p>Your verification code is</p><p style="font-size:28px;letter-spacing:4px"><b>%s</b></p>`+
+		`<p>It expires in %d minute%s. If you did not ask for it, ignore this message.</p></body></html>`,
+		code, mins, plural(mins))
+	return deliver.Content{Subject: "Your verification code", Text: text, HTML: html}
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+// Outcome is the result of one check.
+type Outcome int
+
+const (
+	// OutcomeVerified: the code was right; this call is the one success of the session.
+	OutcomeVerified Outcome = iota + 1
+	// OutcomeWrong: the code was wrong and tries remain.
+	OutcomeWrong
+	// OutcomeExhausted: the code was wrong and that was the last try: the session is now failed.
+	OutcomeExhausted
+	// OutcomeFinished: the session was already finished (verified, failed, canceled, expired);
+	// nothing was evaluated and no try was spent.
+	OutcomeFinished
+)
+
+// CheckResult is the session after a check and what the check did.
+type CheckResult struct {
+	Session *Session
+	Outcome Outcome
+}
+
+// Valid reports whether this check was the session's success.
+func (r CheckResult) Valid() bool { return r.Outcome == OutcomeVerified }
+
+// Check evaluates a code against a session. At most one call per session ever returns
+// OutcomeVerified: the decision and the transition are one conditional update in one
+// transaction, with the row locked where the database supports it.
+func (e *Engine) Check(ctx context.Context, p Principal, id, code string) (*CheckResult, error) {
+	// Bound the work before touching the database (SECURITY.md 34).
+	if len(code) < MinCodeLength || len(code) > MaxCodeLength || !otp.ValidFormat(code, len(code)) {
+		return nil, fmt.Errorf("%w: the code must be %d–%d ASCII digits", ErrMalformedCode, MinCodeLength, MaxCodeLength)
+	}
+	var res CheckResult
+	err := e.inTx(ctx, func(q store.Queries) error {
+		c, err := q.GetChallengeForUpdate(ctx, p.TenantID, id)
+		if err != nil {
+			return err
+		}
+		now := e.clock.Now()
+		if expired, err := e.expireIfDue(ctx, q, c, now); err != nil || expired {
+			res = CheckResult{Session: &Session{Challenge: *c}, Outcome: OutcomeFinished}
+			return err
+		}
+		if c.Status != store.StatusPending {
+			res = CheckResult{Session: &Session{Challenge: *c}, Outcome: OutcomeFinished}
+			return nil
+		}
+		if len(code) != c.CodeLength {
+			return fmt.Errorf("%w: the code must be exactly %d digits", ErrMalformedCode, c.CodeLength)
+		}
+		match := e.keys.CheckCode(c.CodeHash, c.ID, code)
+		c.Attempts++
+		switch {
+		case match:
+			c.Status, c.FinishedAt = store.StatusVerified, &now
+			res.Outcome = OutcomeVerified
+		case c.Attempts >= c.MaxAttempts:
+			c.Status, c.FinishedAt = store.StatusFailed, &now
+			res.Outcome = OutcomeExhausted
+		default:
+			res.Outcome = OutcomeWrong
+		}
+		if err := q.UpdateChallenge(ctx, c); err != nil {
+			return err
+		}
+		if c.Status != store.StatusPending {
+			if err := e.audit(ctx, q, p, "verification.check", c.ID, c.Status, c.ClientIP); err != nil {
+				return err
+			}
+		}
+		res.Session = &Session{Challenge: *c}
+		return nil
+	})
+	if err != nil {
+		return nil, mapStoreErr(err)
+	}
+	e.metrics.checked(res.Session.Channel, res.Outcome)
+	return &res, nil
+}
+
+// expireIfDue moves a pending session past its lifetime to expired (finished_at = expires_at)
+// and reports whether it did. Every read path calls it, so expiry never depends on a janitor.
+func (e *Engine) expireIfDue(ctx context.Context, q store.Queries, c *store.Challenge, now time.Time) (bool, error) {
+	if c.Status != store.StatusPending || now.Before(c.ExpiresAt) {
+		return false, nil
+	}
+	at := c.ExpiresAt
+	c.Status, c.FinishedAt = store.StatusExpired, &at
+	return true, q.UpdateChallenge(ctx, c)
+}
+
+// Resend issues a new code for a pending session: the old code stops working, the lifetime
+// starts again, the try budget does not refill (NIST SP 800-63B-4 §3.1.3.2).
+func (e *Engine) Resend(ctx context.Context, p Principal, id string) (*Session, error) {
+	var (
+		out      *Session
+		enqueued bool
+		limitErr error
+	)
+	err := e.inTx(ctx, func(q store.Queries) error {
+		out, enqueued, limitErr = nil, false, nil
+		c, err := q.GetChallengeForUpdate(ctx, p.TenantID, id)
+		if err != nil {
+			return err
+		}
+		now := e.clock.Now()
+		if expired, err := e.expireIfDue(ctx, q, c, now); err != nil || expired {
+			out = &Session{Challenge: *c}
+			return err
+		}
+		if c.Status != store.StatusPending {
+			out = &Session{Challenge: *c}
+			return nil
+		}
+		if c.Sends >= c.MaxSends {
+			return ErrMaxSends
+		}
+		if wait := c.LastSentAt.Add(e.cfg.ResendCooldown).Sub(now); wait > 0 {
+			limitErr = &RateLimitError{Scope: "cooldown", RetryAfter: wait}
+			return limitErr
+		}
+		if err := e.takeLimits(ctx, q, p, c.Recipient, c.ClientIP, now); err != nil {
+			limitErr = err
+			return err
+		}
+		code, err := e.issueCode(c)
+		if err != nil {
+			return err
+		}
+		c.Sends++
+		c.LastSentAt, c.ExpiresAt = now, now.Add(c.TTL)
+		if c.Channel != ChannelNone {
+			c.Delivery = store.DeliveryQueued
+		}
+		if err := q.UpdateChallenge(ctx, c); err != nil {
+			return err
+		}
+		if enqueued, err = e.enqueue(ctx, q, c, code); err != nil {
+			return err
+		}
+		if err := e.audit(ctx, q, p, "verification.resend", c.ID, "ok", c.ClientIP); err != nil {
+			return err
+		}
+		out = &Session{Challenge: *c}
+		if c.Channel == ChannelNone {
+			out.Code = code
+		}
+		return nil
+	})
+	if limitErr != nil {
+		e.auditRefusal(ctx, p, "verification.resend", id, limitErr, "")
+		e.metrics.refused(limitErr)
+		return nil, limitErr
+	}
+	if err != nil {
+		return nil, mapStoreErr(err)
+	}
+	if out.Status != store.StatusPending {
+		return out, &FinishedError{Status: out.Status}
+	}
+	if enqueued {
+		e.notify()
+	}
+	return out, nil
+}
+
+// Cancel ends a pending session. A finished session returns FinishedError with the session.
+func (e *Engine) Cancel(ctx context.Context, p Principal, id string) (*Session, error) {
+	var (
+		out      *Session
+		canceled bool
+	)
+	err := e.inTx(ctx, func(q store.Queries) error {
+		canceled = false
+		c, err := q.GetChallengeForUpdate(ctx, p.TenantID, id)
+		if err != nil {
+			return err
+		}
+		now := e.clock.Now()
+		out = &Session{Challenge: *c}
+		if expired, err := e.expireIfDue(ctx, q, c, now); err != nil || expired {
+			out = &Session{Challenge: *c}
+			return err
+		}
+		if c.Status != store.StatusPending {
+			return nil
+		}
+		c.Status, c.FinishedAt = store.StatusCanceled, &now
+		if err := q.UpdateChallenge(ctx, c); err != nil {
+			return err
+		}
+		out, canceled = &Session{Challenge: *c}, true
+		return e.audit(ctx, q, p, "verification.cancel", c.ID, "ok", "")
+	})
+	if err != nil {
+		return nil, mapStoreErr(err)
+	}
+	if !canceled {
+		return out, &FinishedError{Status: out.Status}
+	}
+	return out, nil
+}
+
+// Get returns a session, expiring it first if its lifetime has passed.
+func (e *Engine) Get(ctx context.Context, p Principal, id string) (*Session, error) {
+	c, err := e.store.GetChallenge(ctx, p.TenantID, id)
+	if err != nil {
+		return nil, mapStoreErr(err)
+	}
+	if c.Status == store.StatusPending && !e.clock.Now().Before(c.ExpiresAt) {
+		err := e.inTx(ctx, func(q store.Queries) error {
+			if c, err = q.GetChallengeForUpdate(ctx, p.TenantID, id); err != nil {
+				return err
+			}
+			_, err := e.expireIfDue(ctx, q, c, e.clock.Now())
+			return err
+		})
+		if err != nil {
+			return nil, mapStoreErr(err)
+		}
+	}
+	return &Session{Challenge: *c}, nil
+}
+
+// ListFilter selects sessions; see store.ChallengeFilter.
+type ListFilter = store.ChallengeFilter
+
+// List returns the tenant's sessions, newest first, after expiring those past their lifetime.
+func (e *Engine) List(ctx context.Context, p Principal, f ListFilter) ([]Session, error) {
+	if f.Limit <= 0 {
+		f.Limit = 50
+	}
+	if f.Limit > 500 {
+		return nil, invalid("limit", "must be 1–500")
+	}
+	if f.Recipient != "" {
+		if n, err := normalizeRecipient(f.Channel, f.Recipient); err == nil {
+			f.Recipient = n
+		}
+	}
+	if _, err := e.store.ExpireChallenges(ctx, p.TenantID, e.clock.Now()); err != nil {
+		return nil, err
+	}
+	rows, err := e.store.ListChallenges(ctx, p.TenantID, f)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Session, len(rows))
+	for i := range rows {
+		out[i] = Session{Challenge: rows[i]}
+	}
+	return out, nil
+}
+
+// auditRefusal records a refused send outside the (rolled back) transaction.
+func (e *Engine) auditRefusal(ctx context.Context, p Principal, action, target string, why error, ip string) {
+	var rl *RateLimitError
+	result := "refused"
+	if errors.As(why, &rl) {
+		result = "refused:" + rl.Scope
+	}
+	if err := e.audit(ctx, e.store, p, action, target, result, ip); err != nil {
+		e.log.Warn("audit write failed", "action", action, "err", err)
+	}
+}
