@@ -1,0 +1,369 @@
+package deliver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/otpd/otpd/internal/clock"
+	"github.com/otpd/otpd/internal/keys"
+	"github.com/otpd/otpd/internal/store"
+)
+
+// Worker defaults.
+const (
+	DefaultLease       = 60 * time.Second
+	DefaultBatch       = 16
+	DefaultMaxAttempts = 5
+	DefaultPoll        = 500 * time.Millisecond
+	DefaultSendTimeout = 30 * time.Second
+)
+
+// finishTimeout bounds recording an attempt. It runs on a context detached from the worker's,
+// so a shutdown still records what was sent.
+const finishTimeout = 10 * time.Second
+
+// maxErrorLen bounds the error text stored with an attempt.
+const maxErrorLen = 200
+
+// Worker delivers the outbox: it claims due messages with a lease, opens each sealed body, hands
+// it to the channel's Sender and records the outcome — sent, retry later with backoff, or failed
+// (which also marks the challenge's delivery failed).
+//
+// Several workers, in one process or in several sharing one database, may run at once: the
+// lease makes sure a message is handed to one worker at a time. A worker that dies holding a
+// lease leaves the message to be claimed again when the lease expires; the re-send carries the
+// same message id (SMTP Message-ID, provider idempotency key), so delivery is at least once and
+// never silently lost.
+//
+// Zero fields take the defaults documented on them. Set the fields before the first call to
+// Run, RunOnce or Notify and do not change them afterwards.
+type Worker struct {
+	Outbox  store.Outbox
+	Keys    *keys.Keyring
+	Senders Registry
+	// Clock stamps attempts and schedules retries. Default clock.Real.
+	Clock clock.Clock
+	// Owner names this worker in leases; unique per process. Default: hostname, pid and a random
+	// suffix (DefaultOwner).
+	Owner string
+	// Lease is how long a claimed message belongs to this worker. It must exceed SendTimeout
+	// plus the time to record the attempt; when it does not, SendTimeout is lowered to Lease/2.
+	// Default 60s.
+	Lease time.Duration
+	// Batch is how many messages one claim takes; the sends of a batch run concurrently.
+	// Default 16.
+	Batch int
+	// MaxAttempts bounds the attempts of a message: after that many it fails. A message's own
+	// MaxAttempts (set by the engine) applies when it is smaller. Default 5.
+	MaxAttempts int
+	// Backoff is the wait after failed attempt n (1-based) before the next. Default
+	// DefaultBackoff: 2s·2^(n-1), at most 5 minutes.
+	Backoff func(attempt int) time.Duration
+	// Poll is how often Run looks for due messages when nobody calls Notify. Default 500ms.
+	Poll time.Duration
+	// SendTimeout bounds one Send. Default 30s.
+	SendTimeout time.Duration
+	// Logger gets one line per attempt: message id, channel, provider, masked recipient, outcome.
+	// Default slog.Default().
+	Logger *slog.Logger
+	// Metrics counts attempts; nil counts nothing.
+	Metrics *Metrics
+
+	once sync.Once
+	wake chan struct{}
+}
+
+// DefaultBackoff waits 2s·2^(attempt-1) after failed attempt number attempt, capped at 5 minutes:
+// 2s, 4s, 8s, 16s, … It has no jitter: workers are few, and retries of different messages are
+// spread by when those messages were created.
+func DefaultBackoff(attempt int) time.Duration {
+	const base, ceiling = 2 * time.Second, 5 * time.Minute
+	d := base
+	for i := 1; i < attempt && d < ceiling; i++ {
+		d *= 2
+	}
+	return min(d, ceiling)
+}
+
+// DefaultOwner returns hostname/pid/random, unique per process and readable in the database.
+func DefaultOwner() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "unknown"
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read does not fail on supported platforms
+	return host + "/" + strconv.Itoa(os.Getpid()) + "/" + hex.EncodeToString(b[:])
+}
+
+func (w *Worker) init() {
+	w.once.Do(func() {
+		w.wake = make(chan struct{}, 1)
+		if w.Clock == nil {
+			w.Clock = clock.Real{}
+		}
+		if w.Owner == "" {
+			w.Owner = DefaultOwner()
+		}
+		if w.Lease <= 0 {
+			w.Lease = DefaultLease
+		}
+		if w.Batch <= 0 {
+			w.Batch = DefaultBatch
+		}
+		if w.MaxAttempts <= 0 {
+			w.MaxAttempts = DefaultMaxAttempts
+		}
+		if w.Backoff == nil {
+			w.Backoff = DefaultBackoff
+		}
+		if w.Poll <= 0 {
+			w.Poll = DefaultPoll
+		}
+		if w.SendTimeout <= 0 {
+			w.SendTimeout = DefaultSendTimeout
+		}
+		if w.Logger == nil {
+			w.Logger = slog.Default()
+		}
+		if w.SendTimeout >= w.Lease {
+			w.Logger.Warn("delivery worker: send timeout not below the lease; lowering it",
+				"send_timeout", w.SendTimeout, "lease", w.Lease)
+			w.SendTimeout = w.Lease / 2
+		}
+	})
+}
+
+// Notify wakes Run to look for due messages now. It never blocks; the engine calls it after
+// committing a message.
+func (w *Worker) Notify() {
+	w.init()
+	select {
+	case w.wake <- struct{}{}:
+	default: // a wake-up is already pending
+	}
+}
+
+// Run delivers until ctx is done. It claims a batch whenever notified, every Poll, and at once
+// again after a full batch. When ctx ends it stops claiming, lets the sends in flight finish
+// (each bounded by SendTimeout), records them, and returns nil.
+func (w *Worker) Run(ctx context.Context) error {
+	w.init()
+	if err := w.check(); err != nil {
+		return err
+	}
+	w.Logger.Info("delivery worker started", "owner", w.Owner, "channels", w.channels())
+	failures := 0
+	for {
+		n, err := w.RunOnce(ctx)
+		if ctx.Err() != nil {
+			w.Logger.Info("delivery worker stopped", "owner", w.Owner)
+			return nil
+		}
+		wait := w.Poll
+		switch {
+		case err != nil:
+			failures++
+			// A database that is down is not helped by being asked twice a second.
+			wait = min(w.Poll*time.Duration(1<<min(failures, 6)), time.Minute)
+			w.Logger.Error("delivery worker: claim failed", "err", err, "retry_in", wait)
+		case n == w.Batch:
+			failures = 0
+			continue // more may be due
+		default:
+			failures = 0
+		}
+		select {
+		case <-ctx.Done():
+			w.Logger.Info("delivery worker stopped", "owner", w.Owner)
+			return nil
+		case <-w.wake:
+		case <-time.After(wait):
+		}
+	}
+}
+
+// RunOnce claims one batch of due messages and processes it, returning how many it claimed.
+// The sends and their recording are not cut short when ctx ends: a claimed message is always
+// finished (or, if recording fails, left to its lease).
+func (w *Worker) RunOnce(ctx context.Context) (int, error) {
+	w.init()
+	if err := w.check(); err != nil {
+		return 0, err
+	}
+	msgs, err := w.Outbox.ClaimMessages(ctx, w.Owner, w.Clock.Now(), w.Lease, w.Batch)
+	if err != nil {
+		return 0, fmt.Errorf("deliver: claim messages: %w", err)
+	}
+	// Detached: shutdown stops claiming, not the messages already claimed.
+	work := context.WithoutCancel(ctx)
+	var wg sync.WaitGroup
+	for i := range msgs {
+		wg.Go(func() { w.process(work, &msgs[i]) })
+	}
+	wg.Wait()
+	return len(msgs), nil
+}
+
+func (w *Worker) check() error {
+	if w.Outbox == nil || w.Keys == nil {
+		return errors.New("deliver: Worker needs Outbox and Keys")
+	}
+	return nil
+}
+
+func (w *Worker) channels() []string {
+	out := make([]string, 0, len(w.Senders))
+	for ch, s := range w.Senders {
+		if s != nil {
+			out = append(out, ch+"="+s.Name())
+		}
+	}
+	return out
+}
+
+// process makes one attempt at m and records it.
+func (w *Worker) process(ctx context.Context, m *store.Message) {
+	provider, sendErr := w.attempt(ctx, m)
+	now := w.Clock.Now()
+
+	res := store.AttemptResult{MessageID: m.ID, Attempt: m.Attempts, Now: now}
+	var outcome string
+	switch {
+	case sendErr.err == nil:
+		outcome = OutcomeSent
+		res.Status = store.MsgSent
+		res.ProviderMessageID = sendErr.providerID
+		res.ChallengeDelivery = store.DeliverySent
+	case sendErr.permanent || m.Attempts >= w.maxAttempts(m):
+		outcome = OutcomeFailed
+		res.Status = store.MsgFailed
+		res.Error = shortError(sendErr.err)
+		res.ChallengeDelivery = store.DeliveryFailed
+	default:
+		outcome = OutcomeRetry
+		res.Status = store.MsgQueued
+		res.Error = shortError(sendErr.err)
+		res.NextAttemptAt = now.Add(w.Backoff(m.Attempts))
+	}
+	if m.ChallengeID == "" {
+		res.ChallengeDelivery = ""
+	}
+	w.Metrics.Attempt(m.Channel, provider, outcome)
+
+	attrs := []any{"message_id", m.ID, "channel", m.Channel, "provider", provider,
+		"to", MaskRecipient(m.Recipient), "attempt", m.Attempts, "outcome", outcome}
+	switch outcome {
+	case OutcomeSent:
+		w.Logger.Info("message sent", attrs...)
+	case OutcomeRetry:
+		w.Logger.Warn("message not sent, will retry", append(attrs, "err", res.Error, "next_attempt_at", res.NextAttemptAt)...)
+	default:
+		w.Logger.Error("message failed", append(attrs, "err", res.Error, "permanent", sendErr.permanent)...)
+	}
+
+	if err := w.finish(ctx, res); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			// Our lease expired and another worker has the message now; its record wins.
+			w.Logger.Warn("delivery worker: lease lost before recording the attempt",
+				"message_id", m.ID, "attempt", m.Attempts, "outcome", outcome)
+			return
+		}
+		// The lease will expire and the message be tried again: at least once, never lost.
+		w.Logger.Error("delivery worker: recording the attempt failed", "message_id", m.ID,
+			"attempt", m.Attempts, "outcome", outcome, "err", err)
+	}
+}
+
+// sendResult is the outcome of one attempt before it is recorded.
+type sendResult struct {
+	providerID string
+	err        error
+	permanent  bool
+}
+
+// attempt opens m and sends it. It returns the provider's name ("" when there is none).
+func (w *Worker) attempt(ctx context.Context, m *store.Message) (string, sendResult) {
+	fail := func(err error) sendResult { return sendResult{err: err, permanent: true} }
+	if len(m.Body) == 0 {
+		return "", fail(errors.New("message has no body"))
+	}
+	plain, err := w.Keys.Open(m.Body, []byte("messages:"+m.ID))
+	if err != nil {
+		// Retrying cannot make a wrong key right; and the error of Open is not worth storing.
+		return "", fail(errors.New("sealed body does not open (unknown key or damaged data)"))
+	}
+	var c Content
+	if err := json.Unmarshal(plain, &c); err != nil {
+		return "", fail(errors.New("message body is not valid content"))
+	}
+	sender, err := w.Senders.For(m.Channel)
+	if err != nil {
+		return "", fail(fmt.Errorf("no provider for channel %q", m.Channel))
+	}
+	sendCtx, cancel := context.WithTimeout(ctx, w.SendTimeout)
+	defer cancel()
+	start := time.Now()
+	pid, err := sender.Send(sendCtx, Message{ID: m.ID, TenantID: m.TenantID, Channel: m.Channel, To: m.Recipient, Content: c})
+	w.Metrics.SendDuration(m.Channel, sender.Name(), time.Since(start))
+	if err != nil {
+		return sender.Name(), sendResult{err: err, permanent: IsPermanent(err)}
+	}
+	return sender.Name(), sendResult{providerID: pid}
+}
+
+func (w *Worker) maxAttempts(m *store.Message) int {
+	if m.MaxAttempts > 0 && m.MaxAttempts < w.MaxAttempts {
+		return m.MaxAttempts
+	}
+	return w.MaxAttempts
+}
+
+// finish records res, retrying briefly when the database hiccups (not on a lost lease).
+func (w *Worker) finish(ctx context.Context, res store.AttemptResult) error {
+	ctx, cancel := context.WithTimeout(ctx, finishTimeout)
+	defer cancel()
+	var err error
+	for try := 0; try < 3; try++ {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(time.Duration(try) * 200 * time.Millisecond):
+			}
+		}
+		err = w.Outbox.FinishAttempt(ctx, w.Owner, res)
+		if err == nil || errors.Is(err, store.ErrConflict) {
+			return err
+		}
+	}
+	return err
+}
+
+// shortError makes the stored description of an error: one line, bounded. Senders keep
+// secrets and bodies out of their errors (SPEC rule 8); this keeps provider verbosity out too.
+func shortError(err error) string {
+	if err == nil {
+		return ""
+	}
+	s := strings.Join(strings.Fields(err.Error()), " ")
+	if len(s) > maxErrorLen {
+		cut := maxErrorLen
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
+}
