@@ -65,11 +65,13 @@ const (
 
 var errEmptyAAD = errors.New("keys: associated data must not be empty; bind the blob to its row")
 
-// SealOverhead is how many bytes Seal adds to the plaintext.
-const SealOverhead = sealOverhead
+// SealOverhead is how many bytes Seal adds to the plaintext: version byte,
+// key id, nonce and GCM tag.
+const SealOverhead = 1 + 4 + 12 + 16
 
-// CodeHashSize is the length of a HashCode result.
-const CodeHashSize = codeHashSize
+// CodeHashSize is the length of a HashCode result: tag byte, key id and
+// HMAC-SHA256.
+const CodeHashSize = 1 + 4 + sha256.Size
 
 type keyID [idSize]byte
 
