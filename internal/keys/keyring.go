@@ -59,8 +59,8 @@ const (
 	idSize       = 4
 	nonceSize    = 12 // the GCM standard nonce
 	sealHeader   = 1 + idSize
-	sealOverhead = sealHeader + nonceSize + 16 // 16 = GCM tag
-	codeHashSize = 1 + idSize + sha256.Size
+	sealOverhead = SealOverhead
+	codeHashSize = CodeHashSize
 )
 
 var errEmptyAAD = errors.New("keys: associated data must not be empty; bind the blob to its row")
