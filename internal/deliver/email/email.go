@@ -151,7 +151,8 @@ func (s *Sender) Send(ctx context.Context, m deliver.Message) (string, error) {
 // build turns m into a go-mail message.
 func (s *Sender) build(m deliver.Message) (*gomail.Msg, error) {
 	msg := gomail.NewMsg(gomail.WithNoDefaultUserAgent())
-	msg.FromMailAddress(s.from)
+	from := *s.from // go-mail writes to the address it is given: one copy per message
+	msg.FromMailAddress(&from)
 	if err := msg.To(m.To); err != nil {
 		// The address is not quoted: recipients are personal data and errors end up in logs.
 		return nil, deliver.Permanent(errors.New("smtp: recipient is not a valid email address"))

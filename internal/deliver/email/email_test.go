@@ -328,3 +328,26 @@ func TestSendTimeout(t *testing.T) {
 		t.Errorf("Send took %v; the context deadline was 300ms", d)
 	}
 }
+
+// One Sender serves all of a worker's concurrent sends.
+func TestSendConcurrent(t *testing.T) {
+	srvTLS, roots := testsmtp.SelfSignedTLS(t)
+	srv := testsmtp.Start(t, testsmtp.Options{Username: "otpd", Password: secret, TLS: srvTLS})
+	s := newSender(t, Config{URL: srv.URL(), RootCAs: roots})
+	const n = 8
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := s.Send(context.Background(), message("m-conc-"+string(rune('a'+i)), "user"+string(rune('a'+i))+"@example.com"))
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if got := len(srv.Messages()); got != n {
+		t.Errorf("%d mails, want %d", got, n)
+	}
+}
