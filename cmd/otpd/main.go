@@ -4,6 +4,7 @@
 //	otpd migrate          apply database migrations and exit
 //	otpd config           print the effective configuration, secrets masked
 //	otpd version          print the version
+//	otpd keygen           print a new master key
 //	otpd tenant|app|user|verify …   operator commands (see otpd help)
 package main
 
@@ -16,6 +17,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/otpd/otpd/internal/keys"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -47,6 +50,7 @@ func commands() []command {
 		{"migrate", "otpd migrate [--status] [flags]", "apply database migrations and exit", cmdMigrate},
 		{"config", "otpd config [flags]", "print the effective configuration (secrets masked)", cmdConfig},
 		{"version", "otpd version", "print the version", cmdVersion},
+		{"keygen", "otpd keygen", "print a new random master key (for OTPD_MASTER_KEY)", cmdKeygen},
 		{"tenant", "otpd tenant create|list …", "manage tenants (local database only)", cmdTenant},
 		{"app", "otpd app create|list|delete …", "manage applications (API clients)", cmdApp},
 		{"user", "otpd user create|get|list|update|delete …", "manage users", cmdUser},
@@ -108,5 +112,17 @@ func usage(w io.Writer) {
 
 func cmdVersion(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "otpd %s\n", version)
+	return nil
+}
+
+func cmdKeygen(ctx context.Context, e *env, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("%w: keygen takes no arguments", errUsage)
+	}
+	k, err := keys.GenerateMasterKey()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(e.stdout, keys.EncodeMasterKey(k))
 	return nil
 }

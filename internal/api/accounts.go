@@ -35,7 +35,6 @@ func (s *Server) createApplication(w http.ResponseWriter, r *http.Request, p eng
 	}
 	out := toApplication(&a.Application)
 	out.ClientSecret, out.APIKey = a.ClientSecret, a.APIKey
-	w.Header().Set("Location", "/v1/applications/"+a.ID)
 	writeJSON(w, http.StatusCreated, out)
 	return nil
 }
@@ -127,7 +126,10 @@ func (s *Server) getUser(w http.ResponseWriter, r *http.Request, p engine.Princi
 }
 
 func (s *Server) listUsers(w http.ResponseWriter, r *http.Request, p engine.Principal) error {
-	q := r.URL.Query()
+	q, err := query(r)
+	if err != nil {
+		return err
+	}
 	limit := 50
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)

@@ -1,12 +1,14 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -132,8 +134,9 @@ func rateDetail(rl *engine.RateLimitError) string {
 // maxBody bounds every JSON request body.
 const maxBody = 64 << 10
 
-// decode reads exactly one JSON object into dst, refusing unknown fields, wrong types, trailing
-// data and bodies over maxBody. An empty body decodes as {} when allowEmpty.
+// decode reads exactly one JSON object into dst, refusing anything but an object (null, arrays),
+// unknown fields, wrong types, trailing data and bodies over maxBody. An empty body decodes as {}
+// when allowEmpty.
 func decode(w http.ResponseWriter, r *http.Request, dst any, allowEmpty bool) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, _ := strings.Cut(ct, ";")
@@ -142,22 +145,30 @@ func decode(w http.ResponseWriter, r *http.Request, dst any, allowEmpty bool) er
 			return problem(http.StatusUnsupportedMediaType, "unsupported_media_type", "Send the body as application/json.")
 		}
 	}
-	body := http.MaxBytesReader(w, r.Body, maxBody)
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	err := dec.Decode(dst)
-	if errors.Is(err, io.EOF) && allowEmpty {
-		return nil
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			return problem(http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("The body is larger than %d bytes.", maxBody))
+		}
+		return problem(http.StatusBadRequest, "invalid_json", "The body could not be read.")
 	}
+	trimmed := bytes.TrimLeft(raw, " \t\r\n")
+	if len(trimmed) == 0 {
+		if allowEmpty {
+			return nil
+		}
+		return problem(http.StatusBadRequest, "invalid_json", "The body must be a JSON object.")
+	}
+	if trimmed[0] != '{' {
+		return problem(http.StatusBadRequest, "invalid_json", "The body must be a JSON object.")
+	}
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	dec.DisallowUnknownFields()
+	err = dec.Decode(dst)
 	if err == nil {
 		if _, terr := dec.Token(); !errors.Is(terr, io.EOF) {
 			err = errors.New("trailing data after the JSON object")
-			if terr != nil {
-				var mb *http.MaxBytesError
-				if errors.As(terr, &mb) {
-					err = terr
-				}
-			}
 		}
 	}
 	if err == nil {
@@ -166,11 +177,8 @@ func decode(w http.ResponseWriter, r *http.Request, dst any, allowEmpty bool) er
 	var (
 		syn *json.SyntaxError
 		typ *json.UnmarshalTypeError
-		mb  *http.MaxBytesError
 	)
 	switch {
-	case errors.As(err, &mb):
-		return problem(http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("The body is larger than %d bytes.", maxBody))
 	case errors.As(err, &typ):
 		p := problem(http.StatusBadRequest, "invalid_json", "A field has the wrong type.")
 		field := typ.Field
@@ -204,6 +212,15 @@ func jsonKind(k string) string {
 		return "an array"
 	}
 	return "of another type"
+}
+
+// query parses the query string strictly: a malformed one is an error, not silently dropped.
+func query(r *http.Request) (url.Values, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, &engine.ValidationError{Field: "(query)", Message: "the query string is malformed"}
+	}
+	return q, nil
 }
 
 // writeJSON sends v with status.

@@ -133,13 +133,21 @@ type verificationList struct {
 }
 
 func (s *Server) listVerifications(w http.ResponseWriter, r *http.Request, p engine.Principal) error {
-	q := r.URL.Query()
+	q, err := query(r)
+	if err != nil {
+		return err
+	}
 	var errs engine.ValidationErrors
 	f := engine.ListFilter{Status: q.Get("status"), Recipient: q.Get("to"), Channel: q.Get("channel")}
 	switch f.Status {
 	case "", store.StatusPending, store.StatusVerified, store.StatusFailed, store.StatusCanceled, store.StatusExpired:
 	default:
 		errs = append(errs, &engine.ValidationError{Field: "status", Message: "must be pending, verified, failed, canceled or expired"})
+	}
+	switch f.Channel {
+	case "", engine.ChannelNone, engine.ChannelEmail, engine.ChannelSMS, engine.ChannelViber, engine.ChannelVoice, engine.ChannelWhatsApp:
+	default:
+		errs = append(errs, &engine.ValidationError{Field: "channel", Message: "must be none, email, sms, viber, voice or whatsapp"})
 	}
 	parseTime := func(name string, dst *time.Time) {
 		if v := q.Get(name); v != "" {
@@ -216,7 +224,11 @@ type devMessage struct {
 }
 
 func (s *Server) devMessages(w http.ResponseWriter, r *http.Request, p engine.Principal) error {
-	msgs, err := s.eng.DevInbox(r.Context(), p, r.URL.Query().Get("to"), 50)
+	q, err := query(r)
+	if err != nil {
+		return err
+	}
+	msgs, err := s.eng.DevInbox(r.Context(), p, q.Get("to"), 50)
 	if err != nil {
 		return err
 	}

@@ -255,3 +255,20 @@ func workerOwner() string {
 	tok, _ := keys.RandomToken(6)
 	return fmt.Sprintf("%s:%d:%s", h, os.Getpid(), tok)
 }
+
+// MigrationStatus prints every migration and whether it is applied, without changing anything.
+func MigrationStatus(ctx context.Context, c config.Config, w io.Writer) error {
+	st, err := sqlstore.Open(ctx, c.DSN())
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	defer st.Close()
+	ms, err := st.MigrationStatus(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		fmt.Fprintln(w, m.String())
+	}
+	return nil
+}
