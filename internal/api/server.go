@@ -8,9 +8,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -32,6 +32,8 @@ type Options struct {
 	DevInbox bool
 	// Ready reports whether the server can take traffic (e.g. the database answers).
 	Ready func(ctx context.Context) error
+	// TrustedProxies are the peers whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
 }
 
 // Server is the native API.
@@ -40,6 +42,7 @@ type Server struct {
 	log      *slog.Logger
 	devInbox bool
 	ready    func(ctx context.Context) error
+	trusted  []netip.Prefix
 	mux      *http.ServeMux
 	reqs     *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
@@ -54,7 +57,8 @@ type route struct {
 
 // New builds the handler.
 func New(o Options) *Server {
-	s := &Server{eng: o.Engine, log: o.Logger, devInbox: o.DevInbox, ready: o.Ready, mux: http.NewServeMux()}
+	s := &Server{eng: o.Engine, log: o.Logger, devInbox: o.DevInbox, ready: o.Ready,
+		trusted: o.TrustedProxies, mux: http.NewServeMux()}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -202,7 +206,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.reqs.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).Inc()
 		s.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		s.log.Info("request", "method", r.Method, "route", route, "status", rec.status,
-			"duration_ms", float64(time.Since(start).Microseconds())/1000, "request_id", id)
+			"duration_ms", float64(time.Since(start).Microseconds())/1000, "request_id", id,
+			"client_ip", clientIP(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), s.trusted))
 	}()
 	s.mux.ServeHTTP(rec, r)
 	if rec.intercept && rec.status >= 400 {
@@ -258,5 +263,3 @@ func newRequestID() string {
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
-
-var errNoBody = errors.New("no body")

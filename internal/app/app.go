@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -130,8 +131,12 @@ func Open(ctx context.Context, c config.Config, log *slog.Logger, o Options) (*A
 		st.Close()
 		return nil, err
 	}
+	var trusted []netip.Prefix
+	for _, p := range c.TrustedProxies {
+		trusted = append(trusted, netip.MustParsePrefix(strings.TrimSpace(p))) // validated above
+	}
 	a.API = api.New(api.Options{Engine: a.Engine, Logger: log, Registry: a.Registry,
-		DevInbox: c.LogProviderOn(), Ready: st.Ping})
+		DevInbox: c.LogProviderOn(), Ready: st.Ping, TrustedProxies: trusted})
 	return a, nil
 }
 

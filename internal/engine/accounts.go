@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/otpd/otpd/internal/keys"
@@ -387,6 +386,3 @@ func mapStoreErr(err error) error {
 	}
 	return err
 }
-
-// since is a small helper for limits and cooldowns.
-func since(now, t time.Time) time.Duration { return now.Sub(t) }

@@ -1,13 +1,20 @@
 package engine_test
 
 import (
+	"bytes"
 	"context"
+	"database/sql"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
+	"regexp"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/otpd/otpd/internal/clock"
 	"github.com/otpd/otpd/internal/engine"
@@ -598,4 +605,100 @@ func TestConfigValidate(t *testing.T) {
 	if err := (engine.Config{}).Validate(); err != nil {
 		t.Errorf("defaults refused: %v", err)
 	}
+}
+
+// TestNoPlaintextCodeAtRest: after sends on both channels, no stored byte sequence (the SQLite
+// database and WAL files, or every row of every PostgreSQL table as text, bytea in hex) contains
+// a code. 10-digit codes make an accidental match with other stored digits negligible.
+func TestNoPlaintextCodeAtRest(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, b storetest.Backend) {
+		f := setup(t, b, engine.Config{})
+		ctx := context.Background()
+		var codes []string
+		for i := range 3 {
+			s := f.start(t, engine.StartRequest{To: fmt.Sprintf("none%d@example.com", i), CodeLength: 10})
+			codes = append(codes, s.Code)
+			f.clk.Advance(31 * time.Second)
+			rs, err := f.eng.Resend(ctx, f.admin, s.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			codes = append(codes, rs.Code)
+		}
+		// Email sessions: the code travels in the outbox message, sealed; open it to learn it.
+		for i := range 3 {
+			s, err := f.eng.Start(ctx, f.admin, engine.StartRequest{Channel: "email", To: fmt.Sprintf("mail%d@example.com", i), CodeLength: 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			msgs, err := f.st.ListMessagesByChallenge(ctx, f.admin.TenantID, s.ID)
+			if err != nil || len(msgs) != 1 {
+				t.Fatalf("outbox: %v %d", err, len(msgs))
+			}
+			plain, err := f.kr.Open(msgs[0].Body, []byte("messages:"+msgs[0].ID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			code := regexp.MustCompile(`[0-9]{10}`).FindString(string(plain))
+			if code == "" {
+				t.Fatalf("no code in the opened message: %s", plain)
+			}
+			codes = append(codes, code)
+		}
+		dump := dumpStore(t, f.st.Dialect(), f.dsn)
+		if !bytes.Contains(dump, []byte("mail1@example.com")) {
+			t.Fatal("the dump does not contain a recipient: it did not read the data")
+		}
+		for _, code := range codes {
+			if bytes.Contains(dump, []byte(code)) || bytes.Contains(dump, []byte(hex.EncodeToString([]byte(code)))) {
+				t.Errorf("the plaintext code %s is stored", code)
+			}
+		}
+	})
+}
+
+// dumpStore returns every stored byte: the SQLite files, or all PostgreSQL rows as text.
+func dumpStore(t *testing.T, dialect, dsn string) []byte {
+	t.Helper()
+	if dialect == "sqlite" {
+		var out []byte
+		for _, suffix := range []string{"", "-wal"} {
+			b, err := os.ReadFile(dsn + suffix)
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				t.Fatal(err)
+			}
+			out = append(out, b...)
+		}
+		return out
+	}
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tables []string
+	for rows.Next() {
+		var n string
+		rows.Scan(&n)
+		tables = append(tables, n)
+	}
+	rows.Close()
+	var out bytes.Buffer
+	for _, tbl := range tables {
+		rs, err := db.Query(`SELECT t::text FROM "` + tbl + `" t`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rs.Next() {
+			var line string
+			rs.Scan(&line)
+			out.WriteString(line + "\n")
+		}
+		rs.Close()
+	}
+	return out.Bytes()
 }
