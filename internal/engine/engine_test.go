@@ -3,7 +3,6 @@ package engine_test
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -13,8 +12,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/otpd/otpd/internal/clock"
 	"github.com/otpd/otpd/internal/engine"
@@ -645,7 +642,7 @@ func TestNoPlaintextCodeAtRest(t *testing.T) {
 			}
 			codes = append(codes, code)
 		}
-		dump := dumpStore(t, f.st.Dialect(), f.dsn)
+		dump := storetest.Dump(t, f.st, f.dsn)
 		if !bytes.Contains(dump, []byte("mail1@example.com")) {
 			t.Fatal("the dump does not contain a recipient: it did not read the data")
 		}
@@ -655,50 +652,4 @@ func TestNoPlaintextCodeAtRest(t *testing.T) {
 			}
 		}
 	})
-}
-
-// dumpStore returns every stored byte: the SQLite files, or all PostgreSQL rows as text.
-func dumpStore(t *testing.T, dialect, dsn string) []byte {
-	t.Helper()
-	if dialect == "sqlite" {
-		var out []byte
-		for _, suffix := range []string{"", "-wal"} {
-			b, err := os.ReadFile(dsn + suffix)
-			if err != nil && !errors.Is(err, os.ErrNotExist) {
-				t.Fatal(err)
-			}
-			out = append(out, b...)
-		}
-		return out
-	}
-	db, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	rows, err := db.Query(`SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tables []string
-	for rows.Next() {
-		var n string
-		rows.Scan(&n)
-		tables = append(tables, n)
-	}
-	rows.Close()
-	var out bytes.Buffer
-	for _, tbl := range tables {
-		rs, err := db.Query(`SELECT t::text FROM "` + tbl + `" t`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for rs.Next() {
-			var line string
-			rs.Scan(&line)
-			out.WriteString(line + "\n")
-		}
-		rs.Close()
-	}
-	return out.Bytes()
 }
