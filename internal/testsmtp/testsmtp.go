@@ -119,6 +119,9 @@ func Start(tb testing.TB, o Options) *Server {
 		s.closed = true
 		s.mu.Unlock()
 		_ = srv.Close()
+		// srv.Close only closes listeners Serve has registered; if Serve has not started yet it
+		// would accept forever. Closing the listener ourselves ends Serve in every case.
+		_ = l.Close()
 		<-done
 	})
 	return s
