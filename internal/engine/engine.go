@@ -233,7 +233,9 @@ func (e *Engine) inTx(ctx context.Context, fn func(q store.Queries) error) error
 	return err
 }
 
-// audit records an event in q. Details must never contain a secret.
+// audit records an event in q. Details must never contain a secret. Routine outcomes that the
+// session row itself records (a send, a success) are not audited; refusals by a limit, spent try
+// budgets, cancellations and every change to tenants, applications and users are.
 func (e *Engine) audit(ctx context.Context, q store.Queries, p Principal, action, target, result, ip string) error {
 	return q.CreateAuditEvent(ctx, &store.AuditEvent{
 		ID: newID(), TenantID: p.TenantID, At: e.clock.Now(), Actor: p.actor(),

@@ -403,6 +403,19 @@ func TestSendLimitsNormalisedKeys(t *testing.T) {
 		if len(list) != 4 {
 			t.Fatalf("%d sessions for the number, want 4 (3 + 1 after the window)", len(list))
 		}
+		events, err := f.st.ListAuditEvents(ctx, f.admin.TenantID, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused := map[string]int{}
+		for _, ev := range events {
+			if ev.Action == "verification.start" {
+				refused[ev.Result]++
+			}
+		}
+		if refused["refused:recipient"] != 2 || refused["refused:ip"] != 1 {
+			t.Fatalf("audited refusals %v, want 2 recipient and 1 ip", refused)
+		}
 	})
 }
 

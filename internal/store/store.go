@@ -270,6 +270,11 @@ type Queries interface {
 	// UpdateChallenge writes c if the stored version is still c.Version (else ErrConflict) and
 	// sets c.Version to the new version.
 	UpdateChallenge(ctx context.Context, c *Challenge) error
+	// SetChallengeOutcome writes only Status, Attempts and FinishedAt (the result of a check,
+	// an expiry or a cancel) if the stored version is still c.Version, else ErrConflict; it sets
+	// c.Version to the new version. It is UpdateChallenge for the hot path: fewer columns to
+	// bind and rewrite.
+	SetChallengeOutcome(ctx context.Context, c *Challenge) error
 	// ExpireChallenges marks the tenant's pending challenges with expires_at <= now as expired
 	// (finished_at = expires_at) and returns how many changed.
 	ExpireChallenges(ctx context.Context, tenantID string, now time.Time) (int64, error)

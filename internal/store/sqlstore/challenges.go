@@ -26,6 +26,9 @@ var (
 		delivery = $16, user_id = $17, client_ip = $18, metadata = $19, expires_at = $20,
 		finished_at = $21, version = version + 1
 		WHERE tenant_id = $1 AND id = $2 AND version = $22`)
+	sqlSetChallengeOutcome = def(`UPDATE challenges SET status = $3, attempts = $4, finished_at = $5,
+		version = version + 1
+		WHERE tenant_id = $1 AND id = $2 AND version = $6`)
 	sqlChallengeExists  = def(`SELECT 1 FROM challenges WHERE tenant_id = $1 AND id = $2`)
 	sqlExpireChallenges = def(`UPDATE challenges SET status = 'expired', finished_at = expires_at,
 		version = version + 1
@@ -110,6 +113,23 @@ func (q *queries) UpdateChallenge(ctx context.Context, c *store.Challenge) error
 	}
 	if n == 0 {
 		return q.whyNotUpdated(ctx, sqlChallengeExists, "update challenge", c.TenantID, c.ID)
+	}
+	c.Version++
+	return nil
+}
+
+// SetChallengeOutcome writes Status, Attempts and FinishedAt if the stored version is still
+// c.Version, and sets c.Version to the new one. ErrConflict if the version moved, ErrNotFound if
+// the challenge is gone.
+func (q *queries) SetChallengeOutcome(ctx context.Context, c *store.Challenge) error {
+	c.FinishedAt = truncMsPtr(c.FinishedAt)
+	n, err := affected(q.exec(ctx, sqlSetChallengeOutcome, c.TenantID, c.ID, c.Status, c.Attempts,
+		nullMs(c.FinishedAt), c.Version))
+	if err != nil {
+		return wrap(err, "set challenge outcome")
+	}
+	if n == 0 {
+		return q.whyNotUpdated(ctx, sqlChallengeExists, "set challenge outcome", c.TenantID, c.ID)
 	}
 	c.Version++
 	return nil

@@ -56,8 +56,9 @@ type Store struct {
 	queries // the autocommit Queries; InTx hands out a transactional one
 
 	dialect string
-	w       *pool // writes and transactions (SQLite: one connection)
-	r       *pool // reads outside transactions (PostgreSQL: the same pool as w)
+	w       *pool    // writes and transactions (SQLite: one connection)
+	r       *pool    // reads outside transactions (PostgreSQL: the same pool as w)
+	batch   *batcher // SQLite: group commit of transactions (nil on PostgreSQL)
 }
 
 var _ store.Store = (*Store)(nil)
@@ -148,7 +149,7 @@ func openSQLite(ctx context.Context, dsn string) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("sqlstore: open sqlite: %w", err)
 	}
-	n := max(4, runtime.GOMAXPROCS(0)+2)
+	n := max(8, 4*runtime.GOMAXPROCS(0))
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	r.SetConnMaxLifetime(0)
@@ -160,7 +161,17 @@ func openSQLite(ctx context.Context, dsn string) (*Store, error) {
 	}
 	s := &Store{dialect: DialectSQLite, w: &pool{db: w, cache: true}, r: &pool{db: r, cache: true}}
 	s.queries = queries{s: s}
+	s.batch = newBatcher(s, w)
 	return s, nil
+}
+
+// SharedCommits is how many SQLite group commits carried more than one transaction so far
+// (always 0 on PostgreSQL).
+func (s *Store) SharedCommits() int64 {
+	if s.batch == nil {
+		return 0
+	}
+	return s.batch.shared.Load()
 }
 
 // Dialect is "sqlite" or "postgres".
@@ -182,6 +193,9 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close closes the pools. The SQLite writer closes last, so it checkpoints the WAL.
 func (s *Store) Close() error {
 	var errs []error
+	if s.batch != nil {
+		s.batch.close()
+	}
 	if s.r != s.w {
 		errs = append(errs, s.r.close())
 	}
@@ -191,17 +205,22 @@ func (s *Store) Close() error {
 
 // InTx runs fn in one transaction on the write pool: IMMEDIATE on SQLite (the write lock is
 // held from the start), READ COMMITTED on PostgreSQL. fn's error (returned unchanged) or panic
-// rolls back. Nothing is retried: fn may have effects outside the database.
+// rolls back. Nothing is retried: fn may have effects outside the database. On SQLite, fn runs
+// in a savepoint of a group commit with the other transactions waiting at that moment (see
+// batcher); its semantics are those of its own transaction.
 func (s *Store) InTx(ctx context.Context, fn func(q store.Queries) error) error {
 	return s.inTx(ctx, func(q *queries) error { return fn(q) })
 }
 
 func (s *Store) inTx(ctx context.Context, fn func(q *queries) error) (err error) {
+	if s.batch != nil {
+		return s.batch.do(ctx, fn)
+	}
 	tx, err := s.w.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlstore: begin: %w", err)
 	}
-	q := &queries{s: s, tx: tx}
+	q := &queries{s: s, tx: tx, stmts: map[string]*sql.Stmt{}}
 	committed := false
 	defer func() {
 		if !committed {
@@ -294,6 +313,8 @@ func (s *Store) warm(ctx context.Context) {
 type queries struct {
 	s  *Store
 	tx *sql.Tx
+	// stmts caches the pool's prepared statements bound to tx, by SQL text.
+	stmts map[string]*sql.Stmt
 }
 
 // prep picks the prepared statement for query: in a transaction, the write pool's statement
@@ -303,9 +324,19 @@ func (q *queries) prep(ctx context.Context, write bool, query string) (*sql.Stmt
 	if write || q.tx != nil {
 		p = q.s.w
 	}
+	if q.tx != nil {
+		if st, ok := q.stmts[query]; ok {
+			return st, p.db
+		}
+	}
 	st := p.stmt(ctx, query, q.tx == nil)
 	if st != nil && q.tx != nil {
-		st = q.tx.StmtContext(ctx, st)
+		// Bound with a background context: the bound statement lives as long as the transaction,
+		// which may outlive the first caller's context (a batch).
+		st = q.tx.StmtContext(context.Background(), st)
+		if q.stmts != nil {
+			q.stmts[query] = st
+		}
 	}
 	return st, p.db
 }

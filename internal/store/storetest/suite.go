@@ -495,7 +495,34 @@ func testChallengeCAS(t *testing.T, s store.Store) {
 	missing := challenge(tn.ID, "ch-gone", t0)
 	missing.Version = 1
 	wantErr(t, s.UpdateChallenge(ctx, missing), store.ErrNotFound)
+	wantErr(t, s.SetChallengeOutcome(ctx, missing), store.ErrNotFound)
+
+	// SetChallengeOutcome: the narrow CAS writes status, attempts and finished_at only.
+	c, err := s.GetChallenge(ctx, tn.ID, "ch-1")
+	check(t, err)
+	stale := *c
+	done := t0.Add(time.Minute)
+	c.Status, c.Attempts, c.FinishedAt = store.StatusVerified, 2, &done
+	c.Purpose = "ignored by the narrow update"
+	check(t, s.SetChallengeOutcome(ctx, c))
+	if c.Version != 3 {
+		t.Errorf("version after SetChallengeOutcome: %d, want 3", c.Version)
+	}
+	stale.Status = store.StatusFailed
+	wantErr(t, s.SetChallengeOutcome(ctx, &stale), store.ErrConflict)
+	got, err = s.GetChallenge(ctx, tn.ID, "ch-1")
+	check(t, err)
+	if got.Status != store.StatusVerified || got.Attempts != 2 || got.FinishedAt == nil ||
+		!got.FinishedAt.Equal(done) || got.Version != 3 || got.Purpose == c.Purpose {
+		t.Errorf("after SetChallengeOutcome: %+v", got)
+	}
+	foreign := *got
+	foreign.TenantID = other(t, s)
+	wantErr(t, s.SetChallengeOutcome(ctx, &foreign), store.ErrNotFound)
 }
+
+// other creates a second tenant and returns its id.
+func other(t *testing.T, s store.Store) string { return newTenant(t, s, "other").ID }
 
 func testChallengeIsolation(t *testing.T, s store.Store) {
 	ctx := context.Background()
