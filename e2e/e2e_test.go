@@ -397,3 +397,31 @@ func appKey(t *testing.T, dir string) string {
 	}
 	return a.APIKey
 }
+
+// TestWrongMasterKeyRefused: an instance with a different master key refuses to start on a
+// database set up with another one, and a rotation (new key, old key kept) is accepted.
+func TestWrongMasterKeyRefused(t *testing.T) {
+	dir := t.TempDir()
+	k1, _ := keys.GenerateMasterKey()
+	k2, _ := keys.GenerateMasterKey()
+	one, two := keys.EncodeMasterKey(k1), keys.EncodeMasterKey(k2)
+	p := start(t, []string{"OTPD_DATA_DIR=" + dir, "OTPD_MASTER_KEY=" + one})
+	key := p.adminKey()
+	_, v := p.call("POST", "/v1/verifications", key, map[string]string{"channel": "none", "to": "eve@example.com"})
+	p.stop()
+
+	cmd := exec.Command(binary, "serve", "--addr", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "OTPD_DATA_DIR="+dir, "OTPD_MASTER_KEY="+two)
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "OTPD_MASTER_KEY") {
+		t.Fatalf("a wrong master key was accepted: %v\n%s", err, out)
+	}
+
+	// Rotation: the new key current, the old one still known — and the old session still checks.
+	p = start(t, []string{"OTPD_DATA_DIR=" + dir, "OTPD_MASTER_KEY=" + two, "OTPD_OLD_MASTER_KEYS=" + one})
+	st, res := p.call("POST", "/v1/verifications/"+v["id"].(string)+"/check", key, map[string]string{"code": v["code"].(string)})
+	if st != 200 || res["valid"] != true {
+		t.Fatalf("check after rotation: %d %v", st, res)
+	}
+	p.stop()
+}

@@ -96,6 +96,10 @@ func Open(ctx context.Context, c config.Config, log *slog.Logger, o Options) (*A
 		st.Close()
 		return nil, fmt.Errorf("migrate database: %w", err)
 	}
+	if err := checkMasterKey(ctx, st, kr); err != nil {
+		st.Close()
+		return nil, err
+	}
 
 	senders := deliver.Registry{}
 	if c.SMTP.URL != "" {
@@ -185,6 +189,27 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		err = nil
 	}
 	return err
+}
+
+// checkMasterKey makes sure the database and this instance use the same master key. The first
+// instance records its key id; an instance with another key refuses to start — otherwise it
+// would fail every check and seal messages no other instance can open. A key the ring holds as
+// an old key means a rotation: the record moves to the new key.
+func checkMasterKey(ctx context.Context, st *sqlstore.Store, kr *keys.Keyring) error {
+	const k = "master_key_id"
+	stored, err := st.PutMetaIfAbsent(ctx, k, kr.CurrentID())
+	if err != nil {
+		return fmt.Errorf("master key check: %w", err)
+	}
+	switch {
+	case stored == kr.CurrentID():
+		return nil
+	case kr.Knows(stored):
+		return st.SetMeta(ctx, k, kr.CurrentID())
+	}
+	return fmt.Errorf("this database was set up with master key %s, but this instance has key %s: "+
+		"give every instance the same OTPD_MASTER_KEY (for a rotation, put the old key in OTPD_OLD_MASTER_KEYS)",
+		stored, kr.CurrentID())
 }
 
 // loadKeyring reads the master key from the config, or from the key file, generating the file

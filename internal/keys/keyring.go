@@ -153,6 +153,16 @@ func (k *Keyring) CurrentID() string {
 	return hex.EncodeToString(k.current.id[:])
 }
 
+// Knows reports whether the ring holds the key with this id (as CurrentID prints it).
+func (k *Keyring) Knows(id string) bool {
+	b, err := hex.DecodeString(id)
+	if err != nil || len(b) != idSize {
+		return false
+	}
+	_, ok := k.byID[keyID(b)]
+	return ok
+}
+
 // Seal encrypts plaintext with AES-256-GCM under the current key. aad binds
 // the blob to where it is stored (for example "messages:"+id), so a blob
 // copied to another row or column fails to open; it must not be empty.

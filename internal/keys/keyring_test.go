@@ -323,3 +323,21 @@ func TestKeyringConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestKnows(t *testing.T) {
+	a, b, c := bytes.Repeat([]byte{1}, MasterKeySize), bytes.Repeat([]byte{2}, MasterKeySize), bytes.Repeat([]byte{3}, MasterKeySize)
+	old, _ := NewKeyring(b)
+	other, _ := NewKeyring(c)
+	k, err := NewKeyring(a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k.Knows(k.CurrentID()) || !k.Knows(old.CurrentID()) {
+		t.Error("the ring does not know its own keys")
+	}
+	for _, id := range []string{other.CurrentID(), "", "zz", "0011", k.CurrentID() + "00"} {
+		if k.Knows(id) {
+			t.Errorf("Knows(%q) = true", id)
+		}
+	}
+}

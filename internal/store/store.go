@@ -301,6 +301,13 @@ type Queries interface {
 	// ListDevMessages returns the newest first; recipient "" lists all.
 	ListDevMessages(ctx context.Context, tenantID, recipient string, limit int) ([]DevMessage, error)
 
+	// Deployment facts (not a tenant's): a small key/value table.
+	// PutMetaIfAbsent stores value under key unless the key exists, and returns the stored value
+	// either way, so instances starting together agree on the first writer's value.
+	PutMetaIfAbsent(ctx context.Context, key, value string) (string, error)
+	// SetMeta stores value under key, replacing any earlier value.
+	SetMeta(ctx context.Context, key, value string) error
+
 	// Audit
 	CreateAuditEvent(ctx context.Context, e *AuditEvent) error
 	ListAuditEvents(ctx context.Context, tenantID string, limit int) ([]AuditEvent, error)

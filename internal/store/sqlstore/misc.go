@@ -191,3 +191,26 @@ func (q *queries) ListAuditEvents(ctx context.Context, tenantID string, n int) (
 	})
 	return es, wrap(err, "list audit events")
 }
+
+var (
+	sqlInsertMeta = def(`INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING`)
+	sqlGetMeta    = def(`SELECT value FROM meta WHERE key = $1`)
+	sqlSetMeta    = def(`INSERT INTO meta (key, value) VALUES ($1, $2)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`)
+)
+
+// PutMetaIfAbsent stores value under key unless the key exists, and returns the stored value.
+func (q *queries) PutMetaIfAbsent(ctx context.Context, key, value string) (string, error) {
+	if _, err := q.exec(ctx, sqlInsertMeta, key, value); err != nil {
+		return "", wrap(err, "put meta")
+	}
+	var stored string
+	err := q.queryRow(ctx, true, sqlGetMeta, key).Scan(&stored)
+	return stored, wrap(err, "get meta")
+}
+
+// SetMeta stores value under key.
+func (q *queries) SetMeta(ctx context.Context, key, value string) error {
+	_, err := q.exec(ctx, sqlSetMeta, key, value)
+	return wrap(err, "set meta")
+}

@@ -51,6 +51,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"OutboxConcurrentClaim", testOutboxConcurrentClaim},
 		{"DevMessages", testDevMessages},
 		{"Audit", testAudit},
+		{"Meta", testMeta},
 		{"Purge", testPurge},
 		{"InTxCommit", testInTxCommit},
 		{"InTxRollback", testInTxRollback},
@@ -1384,5 +1385,43 @@ func testCASWithoutLock(t *testing.T, s store.Store) {
 	wg.Wait()
 	if ok.Load() != 1 || conflicts.Load() != 19 {
 		t.Errorf("%d updates landed and %d conflicted, want 1 and 19", ok.Load(), conflicts.Load())
+	}
+}
+
+func testMeta(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	got, err := s.PutMetaIfAbsent(ctx, "master_key_id", "aaaa")
+	check(t, err)
+	if got != "aaaa" {
+		t.Fatalf("first put returned %q", got)
+	}
+	got, err = s.PutMetaIfAbsent(ctx, "master_key_id", "bbbb")
+	check(t, err)
+	if got != "aaaa" {
+		t.Fatalf("second put returned %q, want the first value", got)
+	}
+	check(t, s.SetMeta(ctx, "master_key_id", "cccc"))
+	got, err = s.PutMetaIfAbsent(ctx, "master_key_id", "dddd")
+	check(t, err)
+	if got != "cccc" {
+		t.Fatalf("after SetMeta: %q", got)
+	}
+	// Concurrent first writers agree on one value.
+	var wg sync.WaitGroup
+	vals := make([]string, 8)
+	for i := range vals {
+		wg.Go(func() {
+			v, err := s.PutMetaIfAbsent(ctx, "race", fmt.Sprintf("v%d", i))
+			if err != nil {
+				t.Error(err)
+			}
+			vals[i] = v
+		})
+	}
+	wg.Wait()
+	for _, v := range vals {
+		if v != vals[0] {
+			t.Fatalf("concurrent first writers disagree: %v", vals)
+		}
 	}
 }
