@@ -1,0 +1,144 @@
+package config
+
+import (
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func load(t *testing.T, args []string, env []string) (Config, error) {
+	t.Helper()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c, _, err := Load(fs, args, env)
+	return c, err
+}
+
+func writeYAML(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "otpd.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := load(t, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:8080" || c.DataDir != "otpd-data" || c.Postgres() || !c.LogProviderOn() {
+		t.Fatalf("defaults: %+v", c)
+	}
+	if c.DSN() != filepath.Join("otpd-data", "otpd.db") || c.MasterKeyFile() != filepath.Join("otpd-data", "master.key") {
+		t.Fatalf("paths: %s %s", c.DSN(), c.MasterKeyFile())
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+}
+
+// TestPrecedence: flags beat the environment, which beats the file, which beats the defaults.
+func TestPrecedence(t *testing.T) {
+	file := writeYAML(t, "addr: 127.0.0.1:1111\ndata_dir: /from/file\nlog_level: debug\npolicy:\n  ttl: 2m\n  limits:\n    recipient: {count: 3, window: 15m}\n")
+	c, err := load(t, []string{"--config", file}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:1111" || c.DataDir != "/from/file" || c.LogLevel != "debug" ||
+		c.Policy.TTL != 2*time.Minute || c.Policy.Limits.Recipient.Count != 3 || c.Policy.Limits.Recipient.Window != 15*time.Minute {
+		t.Fatalf("file: %+v", c)
+	}
+	if c.Policy.MaxAttempts != 5 || c.Policy.Limits.IP.Count != 25 {
+		t.Fatalf("the file reset defaults it did not mention: %+v", c.Policy)
+	}
+	env := []string{"OTPD_ADDR=127.0.0.1:2222", "OTPD_DATA_DIR=/from/env", "OTPD_CONFIG=" + file, "PATH=/bin"}
+	c, err = load(t, nil, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:2222" || c.DataDir != "/from/env" || c.LogLevel != "debug" {
+		t.Fatalf("env over file: %+v", c)
+	}
+	c, err = load(t, []string{"--addr", "127.0.0.1:3333"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:3333" || c.DataDir != "/from/env" {
+		t.Fatalf("flag over env: %+v", c)
+	}
+}
+
+func TestStrictYAML(t *testing.T) {
+	file := writeYAML(t, "adress: 127.0.0.1:1\n")
+	if _, err := load(t, []string{"--config", file}, nil); err == nil || !strings.Contains(err.Error(), "adress") {
+		t.Fatalf("a misspelt key was accepted: %v", err)
+	}
+	if _, err := load(t, []string{"--config", filepath.Join(t.TempDir(), "missing.yaml")}, nil); err == nil {
+		t.Fatal("a missing config file was accepted")
+	}
+}
+
+func TestValidateReportsEverything(t *testing.T) {
+	c := Default()
+	c.Addr = "nonsense"
+	c.DatabaseURL = "mysql://x"
+	c.SMTP.URL = "http://mail"
+	c.LogProvider = "maybe"
+	c.LogLevel = "loud"
+	c.TrustedProxies = []string{"10.0.0.0/33"}
+	c.Policy.CodeLength = 4
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("invalid config accepted")
+	}
+	for _, want := range []string{"addr", "database_url", "smtp.url", "smtp.from", "log_provider", "log_level", "trusted_proxies", "code_length"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error does not mention %s:\n%v", want, err)
+		}
+	}
+}
+
+func TestLogProviderAuto(t *testing.T) {
+	c := Default()
+	c.SMTP = SMTP{URL: "smtp://mail.example.com:587", From: "a@example.com"}
+	if c.LogProviderOn() {
+		t.Error("auto stays on with SMTP configured")
+	}
+	c.LogProvider = "on"
+	if !c.LogProviderOn() {
+		t.Error("on is off")
+	}
+}
+
+func TestMaskedHidesSecrets(t *testing.T) {
+	c := Default()
+	c.MasterKey = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+	c.OldMasterKeys = []string{"ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"}
+	c.BootstrapAPIKey = "bootstrap-secret-0123456789abcdef0123"
+	c.DatabaseURL = "postgres://otpd:pgsecret@db:5432/otpd?sslmode=require&password=qsecret"
+	c.SMTP = SMTP{URL: "smtp://mailer:smtpsecret@mail:587", From: "a@example.com"}
+	b, err := c.Masked().YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := string(b)
+	for _, secret := range []string{c.MasterKey, c.OldMasterKeys[0], c.BootstrapAPIKey, "pgsecret", "qsecret", "smtpsecret"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("masked config shows %q:\n%s", secret, out)
+		}
+	}
+	for _, kept := range []string{"db:5432", "mailer", "mail:587", "ttl: 5m0s"} {
+		if !strings.Contains(out, kept) {
+			t.Errorf("masked config lost %q:\n%s", kept, out)
+		}
+	}
+	if c.MasterKey == "********" {
+		t.Error("Masked changed the original")
+	}
+}
