@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -24,7 +23,7 @@ import (
 	"github.com/otpd/otpd/internal/deliver/email"
 	"github.com/otpd/otpd/internal/keys"
 	"github.com/otpd/otpd/internal/store"
-	"github.com/otpd/otpd/internal/store/sqlstore"
+	"github.com/otpd/otpd/internal/store/storetest"
 	"github.com/otpd/otpd/internal/testpg"
 	"github.com/otpd/otpd/internal/testsmtp"
 )
@@ -34,32 +33,11 @@ func TestMain(m *testing.M) { os.Exit(testpg.Main(m)) }
 // t0 is where every fake clock starts.
 var t0 = time.Date(2026, 11, 3, 9, 0, 0, 0, time.UTC)
 
-// backends opens each real store for a test: SQLite in a temp dir, and PostgreSQL through
-// testpg (skipped, loudly, where no server binaries are installed).
-var backends = []struct {
-	name string
-	dsn  func(t *testing.T) string
-}{
-	{"sqlite", func(t *testing.T) string { return filepath.Join(t.TempDir(), "otpd.db") }},
-	{"postgres", func(t *testing.T) string { return testpg.New(t) }},
-}
-
-// eachStore runs fn once per backend, as subtests.
+// eachStore runs fn once per backend (SQLite, and PostgreSQL where installed), as subtests.
 func eachStore(t *testing.T, fn func(t *testing.T, st store.Store)) {
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			ctx := context.Background()
-			st, err := sqlstore.Open(ctx, b.dsn(t))
-			if err != nil {
-				t.Fatalf("open %s: %v", b.name, err)
-			}
-			t.Cleanup(func() { st.Close() })
-			if err := st.Migrate(ctx); err != nil {
-				t.Fatalf("migrate: %v", err)
-			}
-			fn(t, st)
-		})
-	}
+	storetest.ForEachBackend(t, func(t *testing.T, b storetest.Backend) {
+		fn(t, storetest.Open(t, b.NewDSN(t)))
+	})
 }
 
 // fixture is one tenant in a real store with an SMTP server and a keyring.

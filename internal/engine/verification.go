@@ -97,26 +97,12 @@ func (e *Engine) Start(ctx context.Context, p Principal, r StartRequest) (*Sessi
 			limitErr = err
 			return err
 		}
-		code, err := e.issueCode(c)
-		if err != nil {
-			return err
-		}
-		if err := q.CreateChallenge(ctx, c); err != nil {
-			return err
-		}
-		if enqueued, err = e.enqueue(ctx, q, c, code); err != nil {
-			return err
-		}
-		out = &Session{Challenge: *c}
-		if c.Channel == ChannelNone {
-			out.Code = code
-		}
-		return nil
+		var err error
+		out, enqueued, err = e.sendNewCode(ctx, q, c, q.CreateChallenge)
+		return err
 	})
 	if limitErr != nil {
-		e.auditRefusal(ctx, p, "verification.start", "", limitErr, r.ClientIP)
-		e.metrics.refused(limitErr)
-		return nil, limitErr
+		return nil, e.refused(ctx, p, "verification.start", "", limitErr, r.ClientIP)
 	}
 	if err != nil {
 		return nil, mapStoreErr(err)
@@ -218,6 +204,29 @@ func (e *Engine) issueCode(c *store.Challenge) (string, error) {
 	}
 	c.CodeHash = e.keys.HashCode(c.ID, code)
 	return code, nil
+}
+
+// sendNewCode gives c a fresh code, writes c with write (create or update), enqueues the
+// message for delivered channels, and returns the session as the caller sees it (with the code
+// only for channel none) and whether a message was enqueued.
+func (e *Engine) sendNewCode(ctx context.Context, q store.Queries, c *store.Challenge,
+	write func(context.Context, *store.Challenge) error) (*Session, bool, error) {
+	code, err := e.issueCode(c)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := write(ctx, c); err != nil {
+		return nil, false, err
+	}
+	enqueued, err := e.enqueue(ctx, q, c, code)
+	if err != nil {
+		return nil, false, err
+	}
+	out := &Session{Challenge: *c}
+	if c.Channel == ChannelNone {
+		out.Code = code
+	}
+	return out, enqueued, nil
 }
 
 // takeLimits takes one slot of every configured send limit that applies.
@@ -451,31 +460,16 @@ func (e *Engine) Resend(ctx context.Context, p Principal, id string) (*Session, 
 			limitErr = err
 			return err
 		}
-		code, err := e.issueCode(c)
-		if err != nil {
-			return err
-		}
 		c.Sends++
 		c.LastSentAt, c.ExpiresAt = now, now.Add(c.TTL)
 		if c.Channel != ChannelNone {
 			c.Delivery = store.DeliveryQueued
 		}
-		if err := q.UpdateChallenge(ctx, c); err != nil {
-			return err
-		}
-		if enqueued, err = e.enqueue(ctx, q, c, code); err != nil {
-			return err
-		}
-		out = &Session{Challenge: *c}
-		if c.Channel == ChannelNone {
-			out.Code = code
-		}
-		return nil
+		out, enqueued, err = e.sendNewCode(ctx, q, c, q.UpdateChallenge)
+		return err
 	})
 	if limitErr != nil {
-		e.auditRefusal(ctx, p, "verification.resend", id, limitErr, "")
-		e.metrics.refused(limitErr)
-		return nil, limitErr
+		return nil, e.refused(ctx, p, "verification.resend", id, limitErr, "")
 	}
 	if err != nil {
 		return nil, mapStoreErr(err)
@@ -577,7 +571,15 @@ func (e *Engine) List(ctx context.Context, p Principal, f ListFilter) ([]Session
 	return out, nil
 }
 
-// auditRefusal records a refused send outside the (rolled back) transaction.
+// refused records a send refused by a limit — in the audit log, outside the rolled-back
+// transaction, and in the metrics — and returns the refusal.
+func (e *Engine) refused(ctx context.Context, p Principal, action, target string, why error, ip string) error {
+	e.metrics.refused(why)
+	e.auditRefusal(ctx, p, action, target, why, ip)
+	return why
+}
+
+// auditRefusal writes the audit record of a refusal; a failure to write it is logged.
 func (e *Engine) auditRefusal(ctx context.Context, p Principal, action, target string, why error, ip string) {
 	var rl *RateLimitError
 	result := "refused"

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +18,7 @@ import (
 	"github.com/otpd/otpd/internal/deliver/logsender"
 	"github.com/otpd/otpd/internal/keys"
 	"github.com/otpd/otpd/internal/store"
-	"github.com/otpd/otpd/internal/store/sqlstore"
+	"github.com/otpd/otpd/internal/store/storetest"
 	"github.com/otpd/otpd/internal/testpg"
 )
 
@@ -27,29 +26,11 @@ func TestMain(m *testing.M) { os.Exit(testpg.Main(m)) }
 
 var t0 = time.Date(2026, 11, 3, 9, 0, 0, 0, time.UTC)
 
-var backends = []struct {
-	name string
-	dsn  func(t *testing.T) string
-}{
-	{"sqlite", func(t *testing.T) string { return filepath.Join(t.TempDir(), "otpd.db") }},
-	{"postgres", func(t *testing.T) string { return testpg.New(t) }},
-}
-
+// eachStore runs fn once per backend (SQLite, and PostgreSQL where installed), as subtests.
 func eachStore(t *testing.T, fn func(t *testing.T, st store.Store)) {
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			ctx := context.Background()
-			st, err := sqlstore.Open(ctx, b.dsn(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
-			if err := st.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
-			fn(t, st)
-		})
-	}
+	storetest.ForEachBackend(t, func(t *testing.T, b storetest.Backend) {
+		fn(t, storetest.Open(t, b.NewDSN(t)))
+	})
 }
 
 func keyring(t *testing.T) *keys.Keyring {
