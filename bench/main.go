@@ -51,8 +51,28 @@ func main() {
 	}
 }
 
-// allScenarios in the order they run.
-var allScenarios = []string{"start", "check"}
+// allScenarios in the order they run. A scenario file adds itself with register in an init
+// function.
+var allScenarios []string
+
+// scenarioFunc runs one scenario against t and returns its timed result.
+type scenarioFunc func(ctx context.Context, o options, t target, tag string, progress func(string, ...any)) (*result, error)
+
+var scenarioFuncs = map[string]scenarioFunc{}
+
+// register adds a scenario; the order of registration is the order of the default run.
+func register(name string, f scenarioFunc) {
+	allScenarios = append(allScenarios, name)
+	scenarioFuncs[name] = f
+}
+
+func init() {
+	register("start", func(ctx context.Context, o options, t target, tag string, progress func(string, ...any)) (*result, error) {
+		progress("start: %s warm-up, %s timed", o.warmup, o.duration)
+		return timed(ctx, o, "start", t, startLoad(tag))
+	})
+	register("check", checkScenario)
+}
 
 type options struct {
 	duration    time.Duration
@@ -207,14 +227,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if ctx.Err() != nil {
 			break
 		}
-		var r *result
-		switch name {
-		case "start":
-			progress("start: %s warm-up, %s timed", o.warmup, o.duration)
-			r, err = timed(ctx, o, name, t, startLoad(tag))
-		case "check":
-			r, err = checkScenario(ctx, o, t, tag, progress)
-		}
+		r, err := scenarioFuncs[name](ctx, o, t, tag, progress)
 		if err != nil {
 			return fmt.Errorf("scenario %s: %w", name, err)
 		}

@@ -311,6 +311,11 @@ type Queries interface {
 	// Audit
 	CreateAuditEvent(ctx context.Context, e *AuditEvent) error
 	ListAuditEvents(ctx context.Context, tenantID string, limit int) ([]AuditEvent, error)
+
+	// Each surface's own entities live in their own file of this package.
+	MessagingQueries // messaging.go: templates, prices, providers (BSG / SMS delivery)
+	DeviceQueries    // devices.go: OTP devices (TOTP, HOTP, SMS, EMAIL, PIN)
+	TokenQueries     // tokens.go: one-time login tokens, OAuth state, user OTPs
 }
 
 // Outbox is the worker side of the messages table. Each method is its own transaction.
