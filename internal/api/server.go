@@ -87,6 +87,12 @@ func New(o Options) *Server {
 	return s
 }
 
+// Handle mounts another surface (a vendor dialect) on the same mux, behind the same middleware:
+// request ids, panic recovery, metrics and the access log. The dialect authenticates and writes
+// its own errors; to answer unknown paths under its prefix in its own error format it mounts a
+// catch-all for the prefix (more specific patterns win).
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
 // routes lists every /v1 endpoint.
 func (s *Server) routes() []route {
 	rs := []route{

@@ -141,6 +141,10 @@ func Open(ctx context.Context, c config.Config, log *slog.Logger, o Options) (*A
 	}
 	a.API = api.New(api.Options{Engine: a.Engine, Logger: log, Registry: a.Registry,
 		DevInbox: c.LogProviderOn(), Ready: st.Ping, TrustedProxies: trusted})
+	if err := a.mountSurfaces(); err != nil {
+		st.Close()
+		return nil, err
+	}
 	return a, nil
 }
 
