@@ -79,6 +79,28 @@ func (e *Engine) Authenticate(ctx context.Context, presented string) (Principal,
 	return Principal{TenantID: k.TenantID, ApplicationID: k.ApplicationID, KeyID: k.ID, Role: k.Role}, nil
 }
 
+// AuthenticateClient resolves OAuth client credentials (an application's client id and secret)
+// to the application's principal. Like Authenticate, every failure is the same
+// ErrUnauthenticated and an unknown client costs the same work as a wrong secret.
+func (e *Engine) AuthenticateClient(ctx context.Context, clientID, secret string) (Principal, error) {
+	if !keys.ValidClientID(clientID) || secret == "" || len(secret) > 512 {
+		keys.CheckSecret(secret, make([]byte, sha256.Size))
+		return Principal{}, ErrUnauthenticated
+	}
+	a, err := e.store.GetApplicationByClientID(ctx, clientID)
+	if errors.Is(err, store.ErrNotFound) {
+		keys.CheckSecret(secret, make([]byte, sha256.Size))
+		return Principal{}, ErrUnauthenticated
+	}
+	if err != nil {
+		return Principal{}, fmt.Errorf("authenticate client: %w", err)
+	}
+	if !keys.CheckSecret(secret, a.ClientSecretHash) {
+		return Principal{}, ErrUnauthenticated
+	}
+	return Principal{TenantID: a.TenantID, ApplicationID: a.ID, Role: store.RoleApp}, nil
+}
+
 // Bootstrap makes sure a default tenant exists. On an empty database it creates the tenant and
 // an admin API key — the given one if not empty, else a random one — and returns the key, which
 // is shown once and never stored. On later starts it returns "".

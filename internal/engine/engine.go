@@ -159,6 +159,7 @@ type Engine struct {
 	channels map[string]bool // channels with a delivery provider
 	notify   func()          // wakes the outbox worker after a commit that enqueued mail
 	metrics  *Metrics
+	signer   signer // JWT signing keys (signing.go)
 }
 
 // Options wires an Engine.

@@ -25,6 +25,11 @@ func (e *Engine) Purge(ctx context.Context) (store.PurgeResult, error) {
 		DevMessagesBefore:        now.Add(-24 * time.Hour),
 		Batch:                    1000,
 	})
+	if err == nil {
+		var n int64
+		n, err = e.store.DeleteSigningKeys(ctx, now.Add(-SigningKeyRetention))
+		e.metrics.purgedAdd("signing_keys", n)
+	}
 	e.metrics.purgedAdd("challenges", res.Challenges)
 	e.metrics.purgedAdd("messages", res.Messages)
 	e.metrics.purgedAdd("rate_events", res.RateEvents)

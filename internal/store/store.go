@@ -244,6 +244,9 @@ type Queries interface {
 	// Applications
 	CreateApplication(ctx context.Context, a *Application) error
 	GetApplication(ctx context.Context, tenantID, id string) (*Application, error)
+	// GetApplicationByClientID looks an application up by its OAuth client id across tenants
+	// (client authentication needs that).
+	GetApplicationByClientID(ctx context.Context, clientID string) (*Application, error)
 	ListApplications(ctx context.Context, tenantID string) ([]Application, error)
 	// DeleteApplication deletes the application and its API keys.
 	DeleteApplication(ctx context.Context, tenantID, id string) error
@@ -256,6 +259,8 @@ type Queries interface {
 	// Users
 	CreateUser(ctx context.Context, u *User) error
 	GetUser(ctx context.Context, tenantID, id string) (*User, error)
+	GetUserByLogin(ctx context.Context, tenantID, login string) (*User, error)
+	GetUserByExternalID(ctx context.Context, tenantID, externalID string) (*User, error)
 	ListUsers(ctx context.Context, tenantID string, afterID string, limit int) ([]User, error)
 	// UpdateUser writes u if its stored version is still u.Version, then bumps the version.
 	UpdateUser(ctx context.Context, u *User) error
@@ -311,6 +316,8 @@ type Queries interface {
 	// Audit
 	CreateAuditEvent(ctx context.Context, e *AuditEvent) error
 	ListAuditEvents(ctx context.Context, tenantID string, limit int) ([]AuditEvent, error)
+
+	SigningQueries // signing.go: JWT signing keys
 
 	// Each surface's own entities live in their own file of this package.
 	MessagingQueries // messaging.go: templates, prices, providers (BSG / SMS delivery)

@@ -67,9 +67,10 @@ func (q *queries) CountTenants(ctx context.Context) (int, error) {
 const applicationCols = `id, tenant_id, name, client_id, client_secret_hash, settings, created_at`
 
 var (
-	sqlInsertApplication = def(`INSERT INTO applications (` + applicationCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7)`)
-	sqlGetApplication    = def(`SELECT ` + applicationCols + ` FROM applications WHERE tenant_id = $1 AND id = $2`)
-	sqlListApplications  = def(`SELECT ` + applicationCols + ` FROM applications WHERE tenant_id = $1 ORDER BY id`)
+	sqlInsertApplication        = def(`INSERT INTO applications (` + applicationCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7)`)
+	sqlGetApplication           = def(`SELECT ` + applicationCols + ` FROM applications WHERE tenant_id = $1 AND id = $2`)
+	sqlGetApplicationByClientID = def(`SELECT ` + applicationCols + ` FROM applications WHERE client_id = $1 AND client_id <> ''`)
+	sqlListApplications         = def(`SELECT ` + applicationCols + ` FROM applications WHERE tenant_id = $1 ORDER BY id`)
 	// The application's API keys go with it: ON DELETE CASCADE, in the same statement.
 	sqlDeleteApplication = def(`DELETE FROM applications WHERE tenant_id = $1 AND id = $2`)
 )
@@ -100,6 +101,12 @@ func (q *queries) CreateApplication(ctx context.Context, a *store.Application) e
 func (q *queries) GetApplication(ctx context.Context, tenantID, id string) (*store.Application, error) {
 	a, err := scanApplication(q.queryRow(ctx, false, sqlGetApplication, tenantID, id))
 	return a, wrap(err, "get application")
+}
+
+// GetApplicationByClientID looks an application up by its client id, across tenants.
+func (q *queries) GetApplicationByClientID(ctx context.Context, clientID string) (*store.Application, error) {
+	a, err := scanApplication(q.queryRow(ctx, false, sqlGetApplicationByClientID, clientID))
+	return a, wrap(err, "get application by client id")
 }
 
 // ListApplications returns the tenant's applications, oldest first.
@@ -159,9 +166,11 @@ const userCols = `id, tenant_id, login, email, phone, external_id, first_name, l
 var (
 	sqlInsertUser = def(`INSERT INTO users (` + userCols + `)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`)
-	sqlGetUser    = def(`SELECT ` + userCols + ` FROM users WHERE tenant_id = $1 AND id = $2`)
-	sqlListUsers  = def(`SELECT ` + userCols + ` FROM users WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3`)
-	sqlUpdateUser = def(`UPDATE users SET login = $3, email = $4, phone = $5, external_id = $6,
+	sqlGetUser             = def(`SELECT ` + userCols + ` FROM users WHERE tenant_id = $1 AND id = $2`)
+	sqlGetUserByLogin      = def(`SELECT ` + userCols + ` FROM users WHERE tenant_id = $1 AND login = $2 AND login <> ''`)
+	sqlGetUserByExternalID = def(`SELECT ` + userCols + ` FROM users WHERE tenant_id = $1 AND external_id = $2 AND external_id <> ''`)
+	sqlListUsers           = def(`SELECT ` + userCols + ` FROM users WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3`)
+	sqlUpdateUser          = def(`UPDATE users SET login = $3, email = $4, phone = $5, external_id = $6,
 		first_name = $7, last_name = $8, language = $9, enabled = $10, role = $11, updated_at = $12,
 		version = version + 1
 		WHERE tenant_id = $1 AND id = $2 AND version = $13`)
@@ -199,6 +208,18 @@ func (q *queries) CreateUser(ctx context.Context, u *store.User) error {
 func (q *queries) GetUser(ctx context.Context, tenantID, id string) (*store.User, error) {
 	u, err := scanUser(q.queryRow(ctx, false, sqlGetUser, tenantID, id))
 	return u, wrap(err, "get user")
+}
+
+// GetUserByLogin finds a user by login (unique per tenant).
+func (q *queries) GetUserByLogin(ctx context.Context, tenantID, login string) (*store.User, error) {
+	u, err := scanUser(q.queryRow(ctx, false, sqlGetUserByLogin, tenantID, login))
+	return u, wrap(err, "get user by login")
+}
+
+// GetUserByExternalID finds a user by external id (unique per tenant).
+func (q *queries) GetUserByExternalID(ctx context.Context, tenantID, externalID string) (*store.User, error) {
+	u, err := scanUser(q.queryRow(ctx, false, sqlGetUserByExternalID, tenantID, externalID))
+	return u, wrap(err, "get user by external id")
 }
 
 // ListUsers returns up to limit (default 50, at most 500) users with id > afterID, by id.

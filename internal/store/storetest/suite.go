@@ -52,6 +52,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"DevMessages", testDevMessages},
 		{"Audit", testAudit},
 		{"Meta", testMeta},
+		{"Lookups", testLookups},
+		{"SigningKeys", testSigningKeys},
 		{"Purge", testPurge},
 		{"InTxCommit", testInTxCommit},
 		{"InTxRollback", testInTxRollback},
@@ -1423,5 +1425,72 @@ func testMeta(t *testing.T, s store.Store) {
 		if v != vals[0] {
 			t.Fatalf("concurrent first writers disagree: %v", vals)
 		}
+	}
+}
+
+// testLookups: users by login and external id, applications by client id — each isolated by
+// tenant where the key is a tenant's, and empty keys never match.
+func testLookups(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	tn := newTenant(t, s, "a")
+	other := newTenant(t, s, "b")
+	u := user(tn.ID, "u-1", "ada")
+	u.ExternalID = "ext-1"
+	check(t, s.CreateUser(ctx, u))
+	blank := user(tn.ID, "u-2", "")
+	check(t, s.CreateUser(ctx, blank))
+	got, err := s.GetUserByLogin(ctx, tn.ID, "ada")
+	check(t, err)
+	if got.ID != "u-1" {
+		t.Errorf("by login: %s", got.ID)
+	}
+	got, err = s.GetUserByExternalID(ctx, tn.ID, "ext-1")
+	check(t, err)
+	if got.ID != "u-1" {
+		t.Errorf("by external id: %s", got.ID)
+	}
+	_, err = s.GetUserByLogin(ctx, other.ID, "ada")
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.GetUserByExternalID(ctx, other.ID, "ext-1")
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.GetUserByLogin(ctx, tn.ID, "")
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.GetUserByExternalID(ctx, tn.ID, "")
+	wantErr(t, err, store.ErrNotFound)
+
+	a := &store.Application{ID: "app-1", TenantID: tn.ID, Name: "shop", ClientID: "cl_123", ClientSecretHash: []byte{1}, CreatedAt: t0}
+	check(t, s.CreateApplication(ctx, a))
+	ga, err := s.GetApplicationByClientID(ctx, "cl_123")
+	check(t, err)
+	if ga.ID != "app-1" || ga.TenantID != tn.ID {
+		t.Errorf("by client id: %+v", ga)
+	}
+	_, err = s.GetApplicationByClientID(ctx, "cl_nope")
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.GetApplicationByClientID(ctx, "")
+	wantErr(t, err, store.ErrNotFound)
+}
+
+func testSigningKeys(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	for i, at := range []time.Time{t0, t0.Add(time.Hour), t0.Add(2 * time.Hour)} {
+		check(t, s.CreateSigningKey(ctx, &store.SigningKey{ID: fmt.Sprintf("k%d", i), Algorithm: "ES256",
+			PrivateKey: []byte{byte(i)}, CreatedAt: at}))
+	}
+	wantErr(t, s.CreateSigningKey(ctx, &store.SigningKey{ID: "k0", Algorithm: "ES256", PrivateKey: []byte{9}, CreatedAt: t0}), store.ErrAlreadyExists)
+	ks, err := s.ListSigningKeys(ctx, t0.Add(time.Hour))
+	check(t, err)
+	if len(ks) != 2 || ks[0].ID != "k2" || ks[1].ID != "k1" || !ks[0].CreatedAt.Equal(t0.Add(2*time.Hour)) || ks[0].PrivateKey[0] != 2 {
+		t.Fatalf("list: %+v", ks)
+	}
+	n, err := s.DeleteSigningKeys(ctx, t0.Add(time.Hour))
+	check(t, err)
+	if n != 1 {
+		t.Errorf("deleted %d, want 1", n)
+	}
+	ks, err = s.ListSigningKeys(ctx, time.Time{})
+	check(t, err)
+	if len(ks) != 2 {
+		t.Errorf("%d keys left, want 2", len(ks))
 	}
 }
