@@ -2,7 +2,9 @@ package api
 
 import (
 	"bytes"
-	_ "embed"
+	"embed"
+	"io/fs"
+	"sort"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -18,8 +20,85 @@ import (
 //go:embed openapi.yaml
 var openapiYAML []byte
 
+// openapiFragments are the surfaces' parts of the document (paths and components), merged into
+// openapi.yaml so that each surface keeps its own file.
+//
+//go:embed openapi.d
+var openapiFragments embed.FS
+
 // openapiJSON converts the document once, on first use.
-var openapiJSON = sync.OnceValues(func() ([]byte, error) { return yamlToJSON(openapiYAML) })
+var openapiJSON = sync.OnceValues(func() ([]byte, error) {
+	doc, err := mergedOpenAPI()
+	if err != nil {
+		return nil, err
+	}
+	return yamlToJSON(doc)
+})
+
+// mergedOpenAPI merges every openapi.d/*.yaml fragment into the main document. A path or
+// component defined twice is an error.
+func mergedOpenAPI() ([]byte, error) {
+	var doc map[string]any
+	if err := yaml.Unmarshal(openapiYAML, &doc); err != nil {
+		return nil, fmt.Errorf("openapi.yaml: %w", err)
+	}
+	names, err := fs.Glob(openapiFragments, "openapi.d/*.yaml")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		raw, err := openapiFragments.ReadFile(name)
+		if err != nil {
+			return nil, err
+		}
+		var frag map[string]any
+		if err := yaml.Unmarshal(raw, &frag); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		for key, v := range frag {
+			switch key {
+			case "paths":
+				if err := mergeInto(doc, "paths", v, name); err != nil {
+					return nil, err
+				}
+			case "components":
+				comps, _ := v.(map[string]any)
+				for kind, c := range comps {
+					if doc["components"] == nil {
+						doc["components"] = map[string]any{}
+					}
+					if err := mergeInto(doc["components"].(map[string]any), kind, c, name); err != nil {
+						return nil, err
+					}
+				}
+			default:
+				return nil, fmt.Errorf("%s: fragments may only hold paths and components, not %q", name, key)
+			}
+		}
+	}
+	return yaml.Marshal(doc)
+}
+
+// mergeInto adds the entries of the mapping v under parent[key], refusing duplicates.
+func mergeInto(parent map[string]any, key string, v any, from string) error {
+	add, ok := v.(map[string]any)
+	if !ok {
+		return fmt.Errorf("%s: %s must be a mapping", from, key)
+	}
+	dst, _ := parent[key].(map[string]any)
+	if dst == nil {
+		dst = map[string]any{}
+		parent[key] = dst
+	}
+	for k, e := range add {
+		if _, dup := dst[k]; dup {
+			return fmt.Errorf("%s: %s %q is already defined", from, key, k)
+		}
+		dst[k] = e
+	}
+	return nil
+}
 
 // OpenAPIJSON returns a copy of the OpenAPI document as JSON. The embedded YAML is checked by
 // the tests, so a conversion failure is a build defect and panics.

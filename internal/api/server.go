@@ -93,8 +93,25 @@ func New(o Options) *Server {
 // catch-all for the prefix (more specific patterns win).
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
+// routeSets are the groups of /v1 endpoints; each file of the package adds its own group in an
+// init function, so surfaces grow without editing a shared list.
+var routeSets []func(s *Server) []route
+
+func init() {
+	routeSets = append(routeSets, (*Server).coreRoutes)
+}
+
 // routes lists every /v1 endpoint.
 func (s *Server) routes() []route {
+	var rs []route
+	for _, set := range routeSets {
+		rs = append(rs, set(s)...)
+	}
+	return rs
+}
+
+// coreRoutes are the verification, application, user and dev-inbox endpoints.
+func (s *Server) coreRoutes() []route {
 	rs := []route{
 		{"POST", "/v1/verifications", true, s.startVerification},
 		{"GET", "/v1/verifications", true, s.listVerifications},

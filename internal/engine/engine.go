@@ -48,6 +48,11 @@ type Config struct {
 	Retention time.Duration `yaml:"retention"`
 	// MessageAttempts bounds delivery attempts per message (used when enqueueing).
 	MessageAttempts int `yaml:"message_attempts"`
+
+	// Each surface family's policy lives in its own file.
+	Messaging MessagingPolicy `yaml:"messaging"` // messaging.go
+	Devices   DevicePolicy    `yaml:"devices"`   // devices.go
+	Tokens    TokenPolicy     `yaml:"tokens"`    // tokens.go
 }
 
 // Bounds on what a caller may ask for. Codes shorter than 6 digits are refused (SECURITY.md 6).
@@ -109,6 +114,9 @@ func (c Config) withDefaults() Config {
 	if c.MessageAttempts == 0 {
 		c.MessageAttempts = d.MessageAttempts
 	}
+	c.Messaging = c.Messaging.withDefaults()
+	c.Devices = c.Devices.withDefaults()
+	c.Tokens = c.Tokens.withDefaults()
 	return c
 }
 
@@ -146,6 +154,9 @@ func (c Config) Validate() error {
 	if c.MessageAttempts < 1 || c.MessageAttempts > 20 {
 		errs = append(errs, errors.New("message_attempts must be 1–20"))
 	}
+	errs = append(errs, c.Messaging.validate()...)
+	errs = append(errs, c.Devices.validate()...)
+	errs = append(errs, c.Tokens.validate()...)
 	return errors.Join(errs...)
 }
 

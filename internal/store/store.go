@@ -320,7 +320,8 @@ type Queries interface {
 	SigningQueries // signing.go: JWT signing keys
 
 	// Each surface's own entities live in their own file of this package.
-	MessagingQueries // messaging.go: templates, prices, providers (BSG / SMS delivery)
+	MessagingQueries // messaging.go: templates, prices, tenant messaging policy (BSG)
+	ProviderQueries  // providers.go: configured delivery providers (SMS, Viber, voice, email)
 	DeviceQueries    // devices.go: OTP devices (TOTP, HOTP, SMS, EMAIL, PIN)
 	TokenQueries     // tokens.go: one-time login tokens, OAuth state, user OTPs
 }
