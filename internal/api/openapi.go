@@ -3,11 +3,11 @@ package api
 import (
 	"bytes"
 	"embed"
-	"io/fs"
-	"sort"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"net/http"
+	"sort"
 	"strconv"
 	"sync"
 
