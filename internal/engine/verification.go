@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"time"
 
-	"github.com/otpd/otpd/internal/deliver"
 	"github.com/otpd/otpd/internal/otp"
 	"github.com/otpd/otpd/internal/store"
 )
@@ -29,6 +28,14 @@ type StartRequest struct {
 	IdempotencyKey string
 	// Locale selects the message template (reserved; "en" for now).
 	Locale string
+	// UserID and DeviceID link the session to a user and an OTP device (device challenges).
+	UserID, DeviceID string
+	// Handle is a dialect's lookup key for the session, unique per tenant (e.g. OpenIAM's moving
+	// factor); a taken handle fails the start with ErrConflict.
+	Handle string
+	// Metadata is a JSON object of dialect data kept with the session (e.g. BSG's template,
+	// sender and sender_alt), read back by composeMessage and the dialect.
+	Metadata string
 }
 
 // Session is a verification session as the engine reports it.
@@ -179,8 +186,12 @@ func (e *Engine) newChallenge(p Principal, r StartRequest) (*store.Challenge, er
 		ID: newID(), TenantID: p.TenantID, ApplicationID: p.ApplicationID,
 		Channel: r.Channel, Recipient: to, Purpose: r.Purpose, CodeLength: length,
 		Status: store.StatusPending, MaxAttempts: tries, Sends: 1, MaxSends: e.cfg.MaxSends,
-		LastSentAt: now, TTL: ttl, ClientIP: ip, Metadata: "{}",
+		LastSentAt: now, TTL: ttl, ClientIP: ip, Metadata: r.Metadata,
+		UserID: r.UserID, DeviceID: r.DeviceID, Handle: r.Handle,
 		CreatedAt: now, ExpiresAt: now.Add(ttl),
+	}
+	if c.Metadata == "" {
+		c.Metadata = "{}"
 	}
 	if r.Channel != ChannelNone {
 		c.Delivery = store.DeliveryQueued
@@ -259,56 +270,6 @@ func (e *Engine) takeLimits(ctx context.Context, q store.Queries, p Principal, r
 		}
 	}
 	return nil
-}
-
-// enqueue writes the outbox message for c's code, sealed, when the channel delivers.
-func (e *Engine) enqueue(ctx context.Context, q store.Queries, c *store.Challenge, code string) (bool, error) {
-	if c.Channel == ChannelNone {
-		return false, nil
-	}
-	content := renderMessage(c, code)
-	plain, err := json.Marshal(content)
-	if err != nil {
-		return false, err
-	}
-	id := newID()
-	body, err := e.keys.Seal(plain, []byte("messages:"+id))
-	if err != nil {
-		return false, err
-	}
-	now := e.clock.Now()
-	err = q.CreateMessage(ctx, &store.Message{
-		ID: id, TenantID: c.TenantID, ChallengeID: c.ID, Channel: c.Channel, Recipient: c.Recipient,
-		Body: body, Status: store.MsgQueued, MaxAttempts: e.cfg.MessageAttempts,
-		NextAttemptAt: now, CreatedAt: now, UpdatedAt: now,
-	})
-	return err == nil, err
-}
-
-// renderMessage builds the text a recipient gets. Tenant templates come with the template
-// surface; until then every tenant gets this one.
-func renderMessage(c *store.Challenge, code string) deliver.Content {
-	mins := int(c.TTL.Round(time.Minute) / time.Minute)
-	if mins < 1 {
-		mins = 1
-	}
-	text := fmt.Sprintf("Your verification code is %s. It expires in %d minute%s. If you did not ask for it, ignore this message.",
-		code, mins, plural(mins))
-	if c.Channel != ChannelEmail {
-		return deliver.Content{Text: text}
-	}
-	html := fmt.Sprintf(`<!doctype html><html><body style="font-family:sans-serif">`+
-		`<p>Your verification code is</p><p style="font-size:28px;letter-spacing:4px"><b>%s</b></p>`+
-		`<p>It expires in %d minute%s. If you did not ask for it, ignore this message.</p></body></html>`,
-		code, mins, plural(mins))
-	return deliver.Content{Subject: "Your verification code", Text: text, HTML: html}
-}
-
-func plural(n int) string {
-	if n == 1 {
-		return ""
-	}
-	return "s"
 }
 
 // Outcome is the result of one check.

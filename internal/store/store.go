@@ -124,12 +124,16 @@ type Challenge struct {
 	TTL           time.Duration
 	Delivery      string
 	UserID        string
-	ClientIP      string
-	Metadata      string // JSON object, dialect handles
-	CreatedAt     time.Time
-	ExpiresAt     time.Time
-	FinishedAt    *time.Time
-	Version       int64
+	DeviceID      string // the OTP device an SMS/EMAIL challenge belongs to
+	// Handle is a dialect's own lookup key for the session, unique per tenant when set (e.g.
+	// OpenIAM's moving factor). Empty for most sessions.
+	Handle     string
+	ClientIP   string
+	Metadata   string // JSON object, dialect data
+	CreatedAt  time.Time
+	ExpiresAt  time.Time
+	FinishedAt *time.Time
+	Version    int64
 }
 
 // ChallengeFilter selects challenges of one tenant for listing. Zero fields do not filter.
@@ -164,6 +168,12 @@ type Message struct {
 	CreatedAt         time.Time
 	UpdatedAt         time.Time
 	SentAt            *time.Time
+	Sender            string // sender id / name shown to the recipient (SMS, Viber)
+	// FallbackChannel: when this message finally fails, the same content goes out again on this
+	// channel (Viber → SMS). Empty: no fallback.
+	FallbackChannel string
+	Price           string // decimal, e.g. "0.0642"; empty = unpriced
+	Currency        string // ISO 4217
 }
 
 // MessageAttempt records one try to hand a message to a provider.
@@ -272,6 +282,8 @@ type Queries interface {
 	// GetChallengeForUpdate reads the row and, where the engine supports it, locks it until the
 	// transaction ends. Only meaningful inside InTx.
 	GetChallengeForUpdate(ctx context.Context, tenantID, id string) (*Challenge, error)
+	// GetChallengeByHandle finds a challenge by its dialect handle.
+	GetChallengeByHandle(ctx context.Context, tenantID, handle string) (*Challenge, error)
 	// UpdateChallenge writes c if the stored version is still c.Version (else ErrConflict) and
 	// sets c.Version to the new version.
 	UpdateChallenge(ctx context.Context, c *Challenge) error

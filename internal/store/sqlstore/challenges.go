@@ -12,11 +12,11 @@ import (
 
 const challengeCols = `id, tenant_id, application_id, channel, recipient, purpose, code_hash, code_length,
 	status, attempts, max_attempts, sends, max_sends, last_sent_at, ttl_ms, delivery, user_id,
-	client_ip, metadata, created_at, expires_at, finished_at, version`
+	client_ip, metadata, created_at, expires_at, finished_at, version, device_id, handle`
 
 var (
 	sqlInsertChallenge = def(`INSERT INTO challenges (` + challengeCols + `) VALUES ($1, $2, $3, $4,
-		$5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)`)
+		$5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)`)
 	sqlGetChallenge = def(`SELECT ` + challengeCols + ` FROM challenges WHERE tenant_id = $1 AND id = $2`)
 	// PostgreSQL only; on SQLite the IMMEDIATE transaction already holds the database's write lock.
 	sqlGetChallengeForUpdate = def(sqlGetChallenge + ` FOR UPDATE`)
@@ -24,13 +24,14 @@ var (
 		recipient = $5, purpose = $6, code_hash = $7, code_length = $8, status = $9, attempts = $10,
 		max_attempts = $11, sends = $12, max_sends = $13, last_sent_at = $14, ttl_ms = $15,
 		delivery = $16, user_id = $17, client_ip = $18, metadata = $19, expires_at = $20,
-		finished_at = $21, version = version + 1
+		finished_at = $21, device_id = $23, handle = $24, version = version + 1
 		WHERE tenant_id = $1 AND id = $2 AND version = $22`)
 	sqlSetChallengeOutcome = def(`UPDATE challenges SET status = $3, attempts = $4, finished_at = $5,
 		version = version + 1
 		WHERE tenant_id = $1 AND id = $2 AND version = $6`)
-	sqlChallengeExists  = def(`SELECT 1 FROM challenges WHERE tenant_id = $1 AND id = $2`)
-	sqlExpireChallenges = def(`UPDATE challenges SET status = 'expired', finished_at = expires_at,
+	sqlGetChallengeByHandle = def(`SELECT ` + challengeCols + ` FROM challenges WHERE tenant_id = $1 AND handle = $2 AND handle <> ''`)
+	sqlChallengeExists      = def(`SELECT 1 FROM challenges WHERE tenant_id = $1 AND id = $2`)
+	sqlExpireChallenges     = def(`UPDATE challenges SET status = 'expired', finished_at = expires_at,
 		version = version + 1
 		WHERE tenant_id = $1 AND status = 'pending' AND expires_at <= $2`)
 )
@@ -42,7 +43,7 @@ func scanChallenge(sc scanner) (*store.Challenge, error) {
 	err := sc.Scan(&c.ID, &c.TenantID, &c.ApplicationID, &c.Channel, &c.Recipient, &c.Purpose,
 		&c.CodeHash, &c.CodeLength, &c.Status, &c.Attempts, &c.MaxAttempts, &c.Sends, &c.MaxSends,
 		&lastSent, &ttl, &c.Delivery, &c.UserID, &c.ClientIP, &c.Metadata, &created, &expires,
-		&finished, &c.Version)
+		&finished, &c.Version, &c.DeviceID, &c.Handle)
 	if err != nil {
 		return nil, err
 	}
@@ -75,13 +76,19 @@ func (q *queries) CreateChallenge(ctx context.Context, c *store.Challenge) error
 		c.Recipient, c.Purpose, nullBytes(c.CodeHash), c.CodeLength, c.Status, c.Attempts,
 		c.MaxAttempts, c.Sends, c.MaxSends, ms(c.LastSentAt), c.TTL.Milliseconds(), c.Delivery,
 		c.UserID, c.ClientIP, c.Metadata, ms(c.CreatedAt), ms(c.ExpiresAt), nullMs(c.FinishedAt),
-		c.Version)
+		c.Version, c.DeviceID, c.Handle)
 	return wrap(err, "create challenge")
 }
 
 func (q *queries) GetChallenge(ctx context.Context, tenantID, id string) (*store.Challenge, error) {
 	c, err := scanChallenge(q.queryRow(ctx, false, sqlGetChallenge, tenantID, id))
 	return c, wrap(err, "get challenge")
+}
+
+// GetChallengeByHandle finds a challenge by its dialect handle (unique per tenant).
+func (q *queries) GetChallengeByHandle(ctx context.Context, tenantID, handle string) (*store.Challenge, error) {
+	c, err := scanChallenge(q.queryRow(ctx, false, sqlGetChallengeByHandle, tenantID, handle))
+	return c, wrap(err, "get challenge by handle")
 }
 
 // GetChallengeForUpdate reads the challenge inside the transaction: with SELECT … FOR UPDATE on
@@ -107,7 +114,8 @@ func (q *queries) UpdateChallenge(ctx context.Context, c *store.Challenge) error
 	n, err := affected(q.exec(ctx, sqlUpdateChallenge, c.TenantID, c.ID, c.ApplicationID, c.Channel,
 		c.Recipient, c.Purpose, nullBytes(c.CodeHash), c.CodeLength, c.Status, c.Attempts,
 		c.MaxAttempts, c.Sends, c.MaxSends, ms(c.LastSentAt), c.TTL.Milliseconds(), c.Delivery,
-		c.UserID, c.ClientIP, c.Metadata, ms(c.ExpiresAt), nullMs(c.FinishedAt), c.Version))
+		c.UserID, c.ClientIP, c.Metadata, ms(c.ExpiresAt), nullMs(c.FinishedAt), c.Version,
+		c.DeviceID, c.Handle))
 	if err != nil {
 		return wrap(err, "update challenge")
 	}

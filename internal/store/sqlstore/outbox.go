@@ -21,7 +21,7 @@ import (
 
 const messageCols = `id, tenant_id, challenge_id, channel, recipient, body, provider, status, attempts,
 	max_attempts, next_attempt_at, lease_until, lease_owner, provider_message_id, last_error,
-	created_at, updated_at, sent_at`
+	created_at, updated_at, sent_at, sender, fallback_channel, price, currency`
 
 const claimSQL = `UPDATE messages SET status = 'sending', lease_owner = $1, lease_until = $2,
 		next_attempt_at = $2, attempts = attempts + 1, updated_at = $3
@@ -33,7 +33,7 @@ const claimSQL = `UPDATE messages SET status = 'sending', lease_owner = $1, leas
 
 var (
 	sqlInsertMessage = def(`INSERT INTO messages (` + messageCols + `) VALUES ($1, $2, $3, $4, $5, $6,
-		$7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`)
+		$7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)`)
 	sqlGetMessage            = def(`SELECT ` + messageCols + ` FROM messages WHERE tenant_id = $1 AND id = $2`)
 	sqlListMessagesChallenge = def(`SELECT ` + messageCols + ` FROM messages
 		WHERE tenant_id = $1 AND challenge_id = $2 ORDER BY created_at, id`)
@@ -63,7 +63,7 @@ func scanMessage(sc scanner) (*store.Message, error) {
 	var lease, sent sql.NullInt64
 	err := sc.Scan(&m.ID, &m.TenantID, &challenge, &m.Channel, &m.Recipient, &m.Body, &m.Provider,
 		&m.Status, &m.Attempts, &m.MaxAttempts, &next, &lease, &m.LeaseOwner, &m.ProviderMessageID,
-		&m.LastError, &created, &updated, &sent)
+		&m.LastError, &created, &updated, &sent, &m.Sender, &m.FallbackChannel, &m.Price, &m.Currency)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +102,7 @@ func (q *queries) CreateMessage(ctx context.Context, m *store.Message) error {
 	_, err := q.exec(ctx, sqlInsertMessage, m.ID, m.TenantID, nullStr(m.ChallengeID), m.Channel,
 		m.Recipient, nullBytes(m.Body), m.Provider, m.Status, m.Attempts, m.MaxAttempts,
 		ms(m.NextAttemptAt), nullMs(m.LeaseUntil), m.LeaseOwner, m.ProviderMessageID, m.LastError,
-		ms(m.CreatedAt), ms(m.UpdatedAt), nullMs(m.SentAt))
+		ms(m.CreatedAt), ms(m.UpdatedAt), nullMs(m.SentAt), m.Sender, m.FallbackChannel, m.Price, m.Currency)
 	return wrap(err, "create message")
 }
 

@@ -53,6 +53,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Audit", testAudit},
 		{"Meta", testMeta},
 		{"Lookups", testLookups},
+		{"SurfaceColumns", testSurfaceColumns},
 		{"SigningKeys", testSigningKeys},
 		{"Purge", testPurge},
 		{"InTxCommit", testInTxCommit},
@@ -1492,5 +1493,46 @@ func testSigningKeys(t *testing.T, s store.Store) {
 	check(t, err)
 	if len(ks) != 2 {
 		t.Errorf("%d keys left, want 2", len(ks))
+	}
+}
+
+// testSurfaceColumns: a challenge's device and handle, a message's sender, fallback and price
+// round-trip; handles are unique per tenant and found by GetChallengeByHandle.
+func testSurfaceColumns(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	tn := newTenant(t, s, "a")
+	other := newTenant(t, s, "b")
+	c := challenge(tn.ID, "ch-h", t0)
+	c.DeviceID, c.Handle = "dev-1", "1723562999236"
+	check(t, s.CreateChallenge(ctx, c))
+	got, err := s.GetChallengeByHandle(ctx, tn.ID, "1723562999236")
+	check(t, err)
+	if got.ID != "ch-h" || got.DeviceID != "dev-1" || got.Handle != "1723562999236" {
+		t.Fatalf("by handle: %+v", got)
+	}
+	_, err = s.GetChallengeByHandle(ctx, other.ID, "1723562999236")
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.GetChallengeByHandle(ctx, tn.ID, "")
+	wantErr(t, err, store.ErrNotFound)
+	dup := challenge(tn.ID, "ch-h2", t0)
+	dup.Handle = "1723562999236"
+	wantErr(t, s.CreateChallenge(ctx, dup), store.ErrAlreadyExists)
+	same := challenge(other.ID, "ch-h3", t0)
+	same.Handle = "1723562999236"
+	check(t, s.CreateChallenge(ctx, same)) // another tenant may use the same handle
+	got.Handle = "changed"
+	check(t, s.UpdateChallenge(ctx, got))
+	if g, err := s.GetChallengeByHandle(ctx, tn.ID, "changed"); err != nil || g.ID != "ch-h" {
+		t.Fatalf("handle after update: %v %+v", err, g)
+	}
+
+	m := &store.Message{ID: "m-s", TenantID: tn.ID, ChallengeID: "ch-h", Channel: "viber", Recipient: "+15550100",
+		Body: []byte{1}, Status: store.MsgQueued, MaxAttempts: 3, NextAttemptAt: t0, CreatedAt: t0, UpdatedAt: t0,
+		Sender: "testsms", FallbackChannel: "sms", Price: "0.0642918", Currency: "EUR"}
+	check(t, s.CreateMessage(ctx, m))
+	gm, err := s.GetMessage(ctx, tn.ID, "m-s")
+	check(t, err)
+	if gm.Sender != "testsms" || gm.FallbackChannel != "sms" || gm.Price != "0.0642918" || gm.Currency != "EUR" {
+		t.Fatalf("message fields: %+v", gm)
 	}
 }

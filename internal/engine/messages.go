@@ -1,0 +1,77 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/otpd/otpd/internal/deliver"
+	"github.com/otpd/otpd/internal/store"
+)
+
+// enqueue writes the outbox message for c's code, sealed, when the channel delivers.
+func (e *Engine) enqueue(ctx context.Context, q store.Queries, c *store.Challenge, code string) (bool, error) {
+	if c.Channel == ChannelNone {
+		return false, nil
+	}
+	content, opts, err := e.composeMessage(ctx, q, c, code)
+	if err != nil {
+		return false, err
+	}
+	plain, err := json.Marshal(content)
+	if err != nil {
+		return false, err
+	}
+	id := newID()
+	body, err := e.keys.Seal(plain, []byte("messages:"+id))
+	if err != nil {
+		return false, err
+	}
+	now := e.clock.Now()
+	err = q.CreateMessage(ctx, &store.Message{
+		ID: id, TenantID: c.TenantID, ChallengeID: c.ID, Channel: c.Channel, Recipient: c.Recipient,
+		Body: body, Status: store.MsgQueued, MaxAttempts: e.cfg.MessageAttempts,
+		NextAttemptAt: now, CreatedAt: now, UpdatedAt: now,
+		Sender: opts.Sender, FallbackChannel: opts.FallbackChannel, Price: opts.Price, Currency: opts.Currency,
+	})
+	return err == nil, err
+}
+
+// messageOptions are the outbox message's delivery attributes besides its content.
+type messageOptions struct {
+	Sender, FallbackChannel, Price, Currency string
+}
+
+// composeMessage decides what a session's message says and how it travels. Surfaces with their
+// own templates, senders or prices (BSG) extend it here, reading what they need from the
+// session's Metadata; everything else gets the default text.
+func (e *Engine) composeMessage(ctx context.Context, q store.Queries, c *store.Challenge, code string) (deliver.Content, messageOptions, error) {
+	return defaultMessage(c, code), messageOptions{}, nil
+}
+
+// defaultMessage is the text a recipient gets when no template applies.
+func defaultMessage(c *store.Challenge, code string) deliver.Content {
+	mins := int(c.TTL.Round(time.Minute) / time.Minute)
+	if mins < 1 {
+		mins = 1
+	}
+	text := fmt.Sprintf("Your verification code is %s. It expires in %d minute%s. If you did not ask for it, ignore this message.",
+		code, mins, plural(mins))
+	if c.Channel != ChannelEmail {
+		return deliver.Content{Text: text}
+	}
+	html := fmt.Sprintf(`<!doctype html><html><body style="font-family:sans-serif">`+
+		`<p>Your verification code is</p><p style="font-size:28px;letter-spacing:4px"><b>%s</b></p>`+
+		`<p>It expires in %d minute%s. If you did not ask for it, ignore this message.</p></body></html>`,
+		code, mins, plural(mins))
+	return deliver.Content{Subject: "Your verification code", Text: text, HTML: html}
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
