@@ -74,4 +74,3 @@ func plural(n int) string {
 	}
 	return "s"
 }
-
