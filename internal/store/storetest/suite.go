@@ -62,6 +62,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"CheckRace", testCheckRace},
 		{"CheckRaceTwoInstances", testCheckRaceTwoInstances},
 		{"CASWithoutLock", testCASWithoutLock},
+		{"Devices", func(t *testing.T, _ store.Store) { testDevices(t, newStore) }}, // devices.go
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
