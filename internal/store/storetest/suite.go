@@ -62,7 +62,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"CheckRace", testCheckRace},
 		{"CheckRaceTwoInstances", testCheckRaceTwoInstances},
 		{"CASWithoutLock", testCASWithoutLock},
-		{"Devices", func(t *testing.T, _ store.Store) { testDevices(t, newStore) }}, // devices.go
+		{"Tokens", func(t *testing.T, _ store.Store) { testTokens(t, newStore) }},       // tokens.go
+		{"Devices", func(t *testing.T, _ store.Store) { testDevices(t, newStore) }},     // devices.go
+		{"Messaging", func(t *testing.T, _ store.Store) { testMessaging(t, newStore) }}, // messaging.go
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
