@@ -172,8 +172,11 @@ type Message struct {
 	// FallbackChannel: when this message finally fails, the same content goes out again on this
 	// channel (Viber → SMS). Empty: no fallback.
 	FallbackChannel string
-	Price           string // decimal, e.g. "0.0642"; empty = unpriced
-	Currency        string // ISO 4217
+	// FallbackSender is the sender of the fallback message (BSG's sender_alt); empty: the
+	// provider's default.
+	FallbackSender string
+	Price          string // decimal, e.g. "0.0642"; empty = unpriced
+	Currency       string // ISO 4217
 }
 
 // MessageAttempt records one try to hand a message to a provider.
@@ -364,6 +367,9 @@ type AttemptResult struct {
 	ProviderMessageID string
 	Error             string // short, never a secret, never the provider's raw body
 	ChallengeDelivery string // new challenge delivery summary, or "" to leave it
+	// Provider names the provider this attempt used (messages.provider and the attempt row);
+	// "" leaves what is recorded.
+	Provider string
 }
 
 // Store is a backend.

@@ -65,6 +65,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Tokens", func(t *testing.T, _ store.Store) { testTokens(t, newStore) }},       // tokens.go
 		{"Devices", func(t *testing.T, _ store.Store) { testDevices(t, newStore) }},     // devices.go
 		{"Messaging", func(t *testing.T, _ store.Store) { testMessaging(t, newStore) }}, // messaging.go
+		{"Providers", func(t *testing.T, _ store.Store) { testProviderSuite(t, newStore) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
