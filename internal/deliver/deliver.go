@@ -5,9 +5,18 @@
 package deliver
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
 )
 
 // Content is the plaintext of a message. It is sealed (keys.Keyring, associated data = the
@@ -24,6 +33,8 @@ type Message struct {
 	TenantID string
 	Channel  string // email, sms, …
 	To       string
+	// Sender is the sender id shown to the recipient (SMS, Viber); empty: the provider's default.
+	Sender string
 	Content
 }
 
@@ -59,7 +70,8 @@ func IsPermanent(err error) bool {
 // ErrNoSender is returned when no Sender is configured for a channel.
 var ErrNoSender = errors.New("deliver: no provider configured for channel")
 
-// Registry maps channels to Senders.
+// Registry maps channels to Senders: one provider per channel, for every tenant. It is the
+// simplest Router.
 type Registry map[string]Sender
 
 // For returns the Sender of a channel.
@@ -70,3 +82,175 @@ func (r Registry) For(channel string) (Sender, error) {
 	}
 	return s, nil
 }
+
+// Route returns the channel's one Sender.
+func (r Registry) Route(_ context.Context, _, channel string) ([]Sender, error) {
+	s, err := r.For(channel)
+	if err != nil {
+		return nil, err
+	}
+	return []Sender{s}, nil
+}
+
+// Router picks the providers of a tenant's messages on a channel: the primary first, then the
+// secondary when there is one. Names of the Senders of one route differ.
+type Router interface {
+	Route(ctx context.Context, tenantID, channel string) ([]Sender, error)
+}
+
+// Receipt is what a provider reports about a message it accepted.
+type Receipt struct {
+	// ProviderMessageID is the provider's id of the message (what Send returned).
+	ProviderMessageID string
+	// Status is one of store.MsgAccepted, MsgDelivered, MsgUndelivered, MsgFailed (or MsgSent).
+	Status string
+	// Error is the provider's short error code, if it gave one (never a message text).
+	Error string
+}
+
+// ReceiptParser is implemented by Senders whose provider reports deliveries by calling back
+// otpd over HTTP (POST /v1/receipts/{provider}). It reads one callback request; statuses it does
+// not know are left out.
+type ReceiptParser interface {
+	ParseReceipts(contentType string, query url.Values, body []byte) ([]Receipt, error)
+}
+
+// ReceiptReporter is implemented by Senders that can learn of deliveries, by callback or on
+// their own connection (SMPP deliver_sm). The worker asks for receipts that arrived before it
+// recorded the send only for these.
+type ReceiptReporter interface {
+	ReportsReceipts() bool
+}
+
+// ProviderConfig is a configured provider as its type's Factory sees it.
+type ProviderConfig struct {
+	// ID names the provider in messages, attempts, metrics and receipt callbacks: the id from the
+	// configuration file, or the API provider's UUID. The Sender's Name returns it.
+	ID       string
+	Type     string
+	Channels []string
+	// Settings is the type's JSON object of non-secret settings; types decode it strictly.
+	Settings json.RawMessage
+	// Secrets are the provider's secrets in plaintext (held only in memory).
+	Secrets map[string]string
+	// ReceiptURL is the absolute URL of the provider's receipt callback, token included, when
+	// the deployment knows its public address; empty otherwise.
+	ReceiptURL string
+	// OnReceipt receives the receipts a Sender learns on its own connection (SMPP).
+	OnReceipt func(ctx context.Context, r Receipt)
+	// Logger gets the provider's connection events; never a message text.
+	Logger *slog.Logger
+}
+
+// Factory builds a Sender from its configuration. It validates the settings and secrets (errors
+// name the offending setting, never a secret's value) and must not contact the provider: a
+// connection is made on the first Send.
+type Factory func(cfg ProviderConfig) (Sender, error)
+
+// ProviderType is a kind of provider (generic HTTP, Twilio, SMPP).
+type ProviderType struct {
+	Name string
+	// Channels are the channels the type can deliver.
+	Channels []string
+	New      Factory
+}
+
+var (
+	typesMu sync.RWMutex
+	types   = map[string]ProviderType{}
+)
+
+// RegisterProviderType makes a provider type known; provider packages call it from init, so a
+// binary supports the types whose packages it imports. Registering a name twice panics.
+func RegisterProviderType(t ProviderType) {
+	typesMu.Lock()
+	defer typesMu.Unlock()
+	if _, dup := types[t.Name]; dup || t.Name == "" || t.New == nil {
+		panic("deliver: provider type " + strconv.Quote(t.Name) + " registered twice or incomplete")
+	}
+	types[t.Name] = t
+}
+
+// LookupProviderType returns a registered provider type.
+func LookupProviderType(name string) (ProviderType, bool) {
+	typesMu.RLock()
+	defer typesMu.RUnlock()
+	t, ok := types[name]
+	return t, ok
+}
+
+// ProviderTypeNames lists the registered provider types, sorted.
+func ProviderTypeNames() []string {
+	typesMu.RLock()
+	defer typesMu.RUnlock()
+	out := make([]string, 0, len(types))
+	for n := range types {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// NewSender builds a Sender of a registered type, after checking that the type serves every
+// channel of cfg.
+func NewSender(cfg ProviderConfig) (Sender, error) {
+	t, ok := LookupProviderType(cfg.Type)
+	if !ok {
+		return nil, fmt.Errorf("unknown provider type %q (known: %s)", cfg.Type, strings.Join(ProviderTypeNames(), ", "))
+	}
+	for _, c := range cfg.Channels {
+		if !slices.Contains(t.Channels, c) {
+			return nil, fmt.Errorf("provider type %s cannot deliver channel %q (it serves %s)", t.Name, c, strings.Join(t.Channels, ", "))
+		}
+	}
+	return t.New(cfg)
+}
+
+// DecodeSettings decodes a provider's JSON settings into dst strictly: unknown settings, wrong
+// types and trailing data are errors that name the setting. Empty settings decode as {}.
+func DecodeSettings(raw json.RawMessage, dst any) error {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		raw = json.RawMessage("{}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		var typ *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &typ):
+			return fmt.Errorf("setting %q has the wrong type (want %s)", typ.Field, typ.Type)
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return fmt.Errorf("unknown setting %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+		}
+		return fmt.Errorf("settings are not a valid JSON object: %w", err)
+	}
+	if dec.More() {
+		return errors.New("settings: trailing data after the JSON object")
+	}
+	return nil
+}
+
+// Duration is a time.Duration written as a Go duration string ("10s", "1m30s") in settings.
+type Duration time.Duration
+
+// UnmarshalJSON reads "10s" (or a number of seconds).
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		var secs float64
+		if err := json.Unmarshal(b, &secs); err != nil {
+			return errors.New(`a duration is a string like "10s"`)
+		}
+		*d = Duration(secs * float64(time.Second))
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", s, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }

@@ -37,14 +37,22 @@ const finishTimeout = 10 * time.Second
 const maxErrorLen = 200
 
 // Worker delivers the outbox: it claims due messages with a lease, opens each sealed body, hands
-// it to the channel's Sender and records the outcome — sent, retry later with backoff, or failed
-// (which also marks the challenge's delivery failed).
+// it to a provider of the message's tenant and channel and records the outcome — sent, retry
+// later, or failed (which also marks the challenge's delivery failed, or enqueues the message's
+// fallback).
+//
+// Failover: a route has a primary and possibly a secondary provider. The first attempt goes to
+// the primary; an attempt that failed is followed by one at the other provider — at once when
+// that is the next one down the route, after the backoff when the route starts over. The
+// provider of every attempt is recorded before the send (when the Outbox is an
+// store.AttemptRecorder) and again with its outcome.
 //
 // Several workers, in one process or in several sharing one database, may run at once: the
 // lease makes sure a message is handed to one worker at a time. A worker that dies holding a
-// lease leaves the message to be claimed again when the lease expires; the re-send carries the
-// same message id (SMTP Message-ID, provider idempotency key), so delivery is at least once and
-// never silently lost.
+// lease leaves the message to be claimed again when the lease expires; that attempt is in doubt
+// (the provider may have accepted it), so the re-send goes to the same provider with the same
+// message id (SMTP Message-ID, provider idempotency key): delivery is at least once, never
+// silently lost, and a provider that honours the key sends it once.
 //
 // Zero fields take the defaults documented on them. Set the fields before the first call to
 // Run, RunOnce or Notify and do not change them afterwards.
@@ -52,6 +60,15 @@ type Worker struct {
 	Outbox  store.Outbox
 	Keys    *keys.Keyring
 	Senders Registry
+	// Router picks the providers of a message; nil routes by Senders (one provider per channel).
+	Router Router
+	// Fallback, when set, records the final failure of a message that has a fallback channel
+	// instead of FinishAttempt: it must record res and enqueue the fallback in one transaction
+	// (the engine's FinishWithFallback). nil: such messages simply fail.
+	Fallback func(ctx context.Context, owner string, res store.AttemptResult, m *store.Message) error
+	// AfterSent is called after a send to a provider that reports receipts has been recorded, so
+	// receipts that arrived before the record can be applied. nil: not called.
+	AfterSent func(ctx context.Context, m *store.Message, provider, providerMessageID string)
 	// Clock stamps attempts and schedules retries. Default clock.Real.
 	Clock clock.Clock
 	// Owner names this worker in leases; unique per process. Default: hostname, pid and a random
@@ -208,12 +225,98 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 	}
 	// Detached: shutdown stops claiming, not the messages already claimed.
 	work := context.WithoutCancel(ctx)
+	plans := w.plan(work, msgs)
 	var wg sync.WaitGroup
-	for i := range msgs {
-		wg.Go(func() { w.process(work, &msgs[i]) })
+	for i := range plans {
+		if plans[i].skip {
+			continue
+		}
+		wg.Go(func() { w.process(work, &plans[i]) })
 	}
 	wg.Wait()
 	return len(msgs), nil
+}
+
+// delivery is one claimed message and the provider its attempt goes to.
+type delivery struct {
+	m        *store.Message
+	route    []Sender
+	idx      int   // index in route of this attempt's provider; -1 when there is none
+	routeErr error // why there is no provider
+	skip     bool  // the provider choice could not be recorded: leave the message to its lease
+}
+
+// plan picks each message's provider and records the choices before anything is sent, so an
+// attempt that is interrupted mid-send is known to have gone to that provider.
+func (w *Worker) plan(ctx context.Context, msgs []store.Message) []delivery {
+	plans := make([]delivery, len(msgs))
+	var starts []store.AttemptStart
+	for i := range msgs {
+		m := &msgs[i]
+		d := delivery{m: m, idx: -1}
+		d.route, d.routeErr = w.router().Route(ctx, m.TenantID, m.Channel)
+		if d.routeErr == nil && len(d.route) == 0 {
+			d.routeErr = fmt.Errorf("%w %q", ErrNoSender, m.Channel)
+		}
+		if d.routeErr == nil {
+			d.idx = pickProvider(d.route, m)
+			if name := d.route[d.idx].Name(); name != m.Provider {
+				starts = append(starts, store.AttemptStart{MessageID: m.ID, Attempt: m.Attempts, Provider: name})
+			}
+		}
+		plans[i] = d
+	}
+	rec, ok := w.Outbox.(store.AttemptRecorder)
+	if !ok || len(starts) == 0 {
+		return plans
+	}
+	ids, err := rec.StartAttempts(ctx, w.Owner, starts)
+	recorded := map[string]bool{}
+	for _, id := range ids {
+		recorded[id] = true
+	}
+	for _, st := range starts {
+		if recorded[st.MessageID] {
+			continue
+		}
+		for i := range plans {
+			if plans[i].m.ID == st.MessageID {
+				plans[i].skip = true
+			}
+		}
+		w.Logger.Warn("delivery worker: could not record the provider of an attempt; the message waits for its lease",
+			"message_id", st.MessageID, "attempt", st.Attempt, "provider", st.Provider, "err", err)
+	}
+	return plans
+}
+
+func (w *Worker) router() Router {
+	if w.Router != nil {
+		return w.Router
+	}
+	return w.Senders
+}
+
+// pickProvider chooses the index in route of m's current attempt's provider: the primary for a
+// first attempt; the provider of the previous attempt again when that attempt was interrupted
+// (it is in doubt, and only that provider can tell a repeat by its message id); otherwise the
+// provider after the previous one, wrapping around.
+func pickProvider(route []Sender, m *store.Message) int {
+	prev := -1
+	for i, s := range route {
+		if s.Name() == m.Provider {
+			prev = i
+			break
+		}
+	}
+	switch {
+	case m.Attempts <= 1 || prev < 0:
+		return 0
+	case m.LastError == store.AttemptInterrupted:
+		return prev
+	default:
+		return (prev + 1) % len(route)
+	}
 }
 
 func (w *Worker) check() error {
@@ -224,6 +327,9 @@ func (w *Worker) check() error {
 }
 
 func (w *Worker) channels() []string {
+	if w.Router != nil {
+		return []string{"routed"}
+	}
 	out := make([]string, 0, len(w.Senders))
 	for ch, s := range w.Senders {
 		if s != nil {
@@ -233,12 +339,17 @@ func (w *Worker) channels() []string {
 	return out
 }
 
-// process makes one attempt at m and records it.
-func (w *Worker) process(ctx context.Context, m *store.Message) {
-	provider, sendErr := w.attempt(ctx, m)
+// process makes one attempt at d.m and records it.
+func (w *Worker) process(ctx context.Context, d *delivery) {
+	m := d.m
+	var sender Sender
+	if d.idx >= 0 {
+		sender = d.route[d.idx]
+	}
+	provider, sendErr := w.attempt(ctx, m, sender, d.routeErr)
 	now := w.Clock.Now()
 
-	res := store.AttemptResult{MessageID: m.ID, Attempt: m.Attempts, Now: now}
+	res := store.AttemptResult{MessageID: m.ID, Attempt: m.Attempts, Now: now, Provider: provider}
 	var outcome string
 	switch {
 	case sendErr.err == nil:
@@ -256,6 +367,9 @@ func (w *Worker) process(ctx context.Context, m *store.Message) {
 		res.Status = store.MsgQueued
 		res.Error = shortError(sendErr.err)
 		res.NextAttemptAt = now.Add(w.Backoff(m.Attempts))
+		if d.idx >= 0 && d.idx+1 < len(d.route) {
+			res.NextAttemptAt = now // fail over to the next provider at once
+		}
 	}
 	if m.ChallengeID == "" {
 		res.ChallengeDelivery = ""
@@ -264,6 +378,9 @@ func (w *Worker) process(ctx context.Context, m *store.Message) {
 
 	attrs := []any{"message_id", m.ID, "channel", m.Channel, "provider", provider,
 		"to", MaskRecipient(m.Recipient), "attempt", m.Attempts, "outcome", outcome}
+	if m.LastError == store.AttemptInterrupted {
+		attrs = append(attrs, "repeat_of_interrupted", true)
+	}
 	switch outcome {
 	case OutcomeSent:
 		w.Logger.Info("message sent", attrs...)
@@ -273,7 +390,17 @@ func (w *Worker) process(ctx context.Context, m *store.Message) {
 		w.Logger.Error("message failed", append(attrs, "err", res.Error, "permanent", sendErr.permanent)...)
 	}
 
-	if err := w.finish(ctx, res); err != nil {
+	record := func(ctx context.Context) error { return w.Outbox.FinishAttempt(ctx, w.Owner, res) }
+	if res.Status == store.MsgFailed && m.FallbackChannel != "" && w.Fallback != nil {
+		record = func(ctx context.Context) error { return w.Fallback(ctx, w.Owner, res, m) }
+	}
+	err := w.finish(ctx, record)
+	if err == nil && outcome == OutcomeSent && res.ProviderMessageID != "" && w.AfterSent != nil {
+		if rr, ok := sender.(ReceiptReporter); ok && rr.ReportsReceipts() {
+			w.AfterSent(ctx, m, provider, res.ProviderMessageID)
+		}
+	}
+	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			// Our lease expired and another worker has the message now; its record wins.
 			w.Logger.Warn("delivery worker: lease lost before recording the attempt",
@@ -293,8 +420,9 @@ type sendResult struct {
 	permanent  bool
 }
 
-// attempt opens m and sends it. It returns the provider's name ("" when there is none).
-func (w *Worker) attempt(ctx context.Context, m *store.Message) (string, sendResult) {
+// attempt opens m and sends it with sender. It returns the provider's name ("" when there is
+// none).
+func (w *Worker) attempt(ctx context.Context, m *store.Message, sender Sender, routeErr error) (string, sendResult) {
 	fail := func(err error) sendResult { return sendResult{err: err, permanent: true} }
 	if len(m.Body) == 0 {
 		return "", fail(errors.New("message has no body"))
@@ -308,14 +436,18 @@ func (w *Worker) attempt(ctx context.Context, m *store.Message) (string, sendRes
 	if err := json.Unmarshal(plain, &c); err != nil {
 		return "", fail(errors.New("message body is not valid content"))
 	}
-	sender, err := w.Senders.For(m.Channel)
-	if err != nil {
+	if sender == nil {
+		if routeErr != nil && !errors.Is(routeErr, ErrNoSender) {
+			// The tenant's providers could not be read: a database hiccup, worth a retry.
+			return "", sendResult{err: fmt.Errorf("providers of channel %q not available: %w", m.Channel, routeErr)}
+		}
 		return "", fail(fmt.Errorf("no provider for channel %q", m.Channel))
 	}
 	sendCtx, cancel := context.WithTimeout(ctx, w.SendTimeout)
 	defer cancel()
 	start := time.Now()
-	pid, err := sender.Send(sendCtx, Message{ID: m.ID, TenantID: m.TenantID, Channel: m.Channel, To: m.Recipient, Content: c})
+	pid, err := sender.Send(sendCtx, Message{ID: m.ID, TenantID: m.TenantID, Channel: m.Channel, To: m.Recipient,
+		Sender: m.Sender, Content: c})
 	w.Metrics.SendDuration(m.Channel, sender.Name(), time.Since(start))
 	if err != nil {
 		return sender.Name(), sendResult{err: err, permanent: IsPermanent(err)}
@@ -330,8 +462,9 @@ func (w *Worker) maxAttempts(m *store.Message) int {
 	return w.MaxAttempts
 }
 
-// finish records res, retrying briefly when the database hiccups (not on a lost lease).
-func (w *Worker) finish(ctx context.Context, res store.AttemptResult) error {
+// finish records an attempt with record, retrying briefly when the database hiccups (not on a
+// lost lease).
+func (w *Worker) finish(ctx context.Context, record func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, finishTimeout)
 	defer cancel()
 	var err error
@@ -343,7 +476,7 @@ func (w *Worker) finish(ctx context.Context, res store.AttemptResult) error {
 			case <-time.After(time.Duration(try) * 200 * time.Millisecond):
 			}
 		}
-		err = w.Outbox.FinishAttempt(ctx, w.Owner, res)
+		err = record(ctx)
 		if err == nil || errors.Is(err, store.ErrConflict) {
 			return err
 		}
