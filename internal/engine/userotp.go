@@ -136,7 +136,7 @@ func (e *Engine) IssueUserOTP(ctx context.Context, p Principal, r UserOTPRequest
 	err = e.inTx(ctx, func(q store.Queries) error {
 		out, limitErr = nil, nil
 		ok, err := q.ClaimUserOTPSlot(ctx, &store.UserOTPSlot{TenantID: p.TenantID, UserID: user.ID,
-			Purpose: r.Purpose, ChallengeID: c.ID}, c.CreatedAt)
+			Purpose: r.Purpose, ChallengeID: c.ID, ExpiresAt: c.ExpiresAt}, c.CreatedAt)
 		if err != nil {
 			return err
 		}
@@ -175,7 +175,20 @@ func (e *Engine) VerifyUserOTP(ctx context.Context, p Principal, userID, purpose
 	if err != nil {
 		return nil, mapStoreErr(err)
 	}
-	return e.Check(ctx, p, slot.ChallengeID, otp)
+	res, err := e.Check(ctx, p, slot.ChallengeID, otp)
+	if err != nil {
+		return nil, err
+	}
+	if res.Session.Status != store.StatusPending {
+		// Used or dead: the user may be given a new OTP for the purpose. Should this write fail,
+		// the slot frees itself at the session's expiry.
+		if err := e.store.InTx(ctx, func(q store.Queries) error {
+			return q.ReleaseUserOTPSlot(ctx, p.TenantID, userID, purpose, slot.ChallengeID)
+		}); err != nil {
+			e.log.Warn("release user OTP slot", "err", err)
+		}
+	}
+	return res, nil
 }
 
 // introspectionClient asks customers' IAMs. It follows no redirects (the configured URL is the

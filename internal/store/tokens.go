@@ -67,12 +67,14 @@ type IAMSettings struct {
 	UpdatedAt        time.Time
 }
 
-// UserOTPSlot holds the one verification session that is a user's OTP for a purpose.
+// UserOTPSlot holds the one verification session that is a user's OTP for a purpose, until
+// ExpiresAt (the session's expiry) or until it is released because the session finished.
 type UserOTPSlot struct {
 	TenantID    string
 	UserID      string
 	Purpose     string
 	ChallengeID string
+	ExpiresAt   time.Time
 }
 
 // TokenPurge says which expired token rows the purge may delete: rows whose expiry is before
@@ -125,11 +127,14 @@ type TokenQueries interface {
 	// DeleteIAMSettings removes them; ErrNotFound when there were none.
 	DeleteIAMSettings(ctx context.Context, tenantID, applicationID string) error
 
-	// ClaimUserOTPSlot points the (tenant, user, purpose) slot at s.ChallengeID unless the
-	// challenge it points at now is still pending with expires_at after now. It reports whether
-	// it did; the check and the write are one statement, so two concurrent claims cannot both
-	// succeed. ErrNotFound if the user is not one of the tenant's.
+	// ClaimUserOTPSlot points the (tenant, user, purpose) slot at s.ChallengeID until
+	// s.ExpiresAt unless the slot is held: its expires_at is after now. It reports whether it
+	// did; the check and the write are one statement on the slot row alone, so of concurrent
+	// claims at most one succeeds (on PostgreSQL the losers re-check the winner's row).
+	// ErrNotFound if the user is not one of the tenant's.
 	ClaimUserOTPSlot(ctx context.Context, s *UserOTPSlot, now time.Time) (bool, error)
+	// ReleaseUserOTPSlot frees the slot if it still holds challengeID (its session finished).
+	ReleaseUserOTPSlot(ctx context.Context, tenantID, userID, purpose, challengeID string) error
 	// GetUserOTPSlot returns the slot; ErrNotFound when there is none.
 	GetUserOTPSlot(ctx context.Context, tenantID, userID, purpose string) (*UserOTPSlot, error)
 

@@ -56,13 +56,17 @@ var (
 		WHERE application_iam.tenant_id = excluded.tenant_id`)
 	sqlDeleteIAM = def(`DELETE FROM application_iam WHERE tenant_id = $1 AND application_id = $2`)
 
-	// The slot is taken over only when the session it holds is no longer a live code: one
-	// statement decides and writes, so of two concurrent claims at most one changes the row.
-	sqlClaimUserOTP = def(`INSERT INTO user_otps (tenant_id, user_id, purpose, challenge_id) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (tenant_id, user_id, purpose) DO UPDATE SET challenge_id = excluded.challenge_id
-		WHERE NOT EXISTS (SELECT 1 FROM challenges c WHERE c.tenant_id = user_otps.tenant_id
-			AND c.id = user_otps.challenge_id AND c.status = 'pending' AND c.expires_at > $5)`)
-	sqlGetUserOTP = def(`SELECT challenge_id FROM user_otps WHERE tenant_id = $1 AND user_id = $2 AND purpose = $3`)
+	// The slot is taken over only when it is no longer held. The condition reads only the slot
+	// row: on a conflict PostgreSQL re-evaluates it on the row a concurrent claim committed, so
+	// of two concurrent claims at most one changes the row. (A subquery on the session would be
+	// judged on the statement's snapshot, which cannot see a session created concurrently.)
+	sqlClaimUserOTP = def(`INSERT INTO user_otps (tenant_id, user_id, purpose, challenge_id, expires_at) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (tenant_id, user_id, purpose) DO UPDATE SET challenge_id = excluded.challenge_id,
+		expires_at = excluded.expires_at
+		WHERE user_otps.expires_at <= $6`)
+	sqlReleaseUserOTP = def(`UPDATE user_otps SET expires_at = 0
+		WHERE tenant_id = $1 AND user_id = $2 AND purpose = $3 AND challenge_id = $4`)
+	sqlGetUserOTP = def(`SELECT challenge_id, expires_at FROM user_otps WHERE tenant_id = $1 AND user_id = $2 AND purpose = $3`)
 
 	sqlPurgeOTT = def(`DELETE FROM one_time_tokens WHERE hash IN (SELECT hash FROM one_time_tokens
 		WHERE expires_at < $1 LIMIT $2)`)
@@ -241,19 +245,28 @@ func (q *queries) DeleteIAMSettings(ctx context.Context, tenantID, applicationID
 	return wrap(err, "delete iam settings")
 }
 
-// ClaimUserOTPSlot takes the slot unless it holds a live session.
+// ClaimUserOTPSlot takes the slot unless it is held.
 func (q *queries) ClaimUserOTPSlot(ctx context.Context, s *store.UserOTPSlot, now time.Time) (bool, error) {
-	n, err := affected(q.exec(ctx, sqlClaimUserOTP, s.TenantID, s.UserID, s.Purpose, s.ChallengeID, ms(now)))
+	s.ExpiresAt = truncMs(s.ExpiresAt)
+	n, err := affected(q.exec(ctx, sqlClaimUserOTP, s.TenantID, s.UserID, s.Purpose, s.ChallengeID, ms(s.ExpiresAt), ms(now)))
 	return n > 0, wrap(err, "claim user otp slot")
+}
+
+// ReleaseUserOTPSlot frees the slot if it still holds challengeID.
+func (q *queries) ReleaseUserOTPSlot(ctx context.Context, tenantID, userID, purpose, challengeID string) error {
+	_, err := q.exec(ctx, sqlReleaseUserOTP, tenantID, userID, purpose, challengeID)
+	return wrap(err, "release user otp slot")
 }
 
 // GetUserOTPSlot returns the slot of (tenant, user, purpose).
 func (q *queries) GetUserOTPSlot(ctx context.Context, tenantID, userID, purpose string) (*store.UserOTPSlot, error) {
 	s := store.UserOTPSlot{TenantID: tenantID, UserID: userID, Purpose: purpose}
-	err := q.queryRow(ctx, false, sqlGetUserOTP, tenantID, userID, purpose).Scan(&s.ChallengeID)
+	var exp int64
+	err := q.queryRow(ctx, false, sqlGetUserOTP, tenantID, userID, purpose).Scan(&s.ChallengeID, &exp)
 	if err != nil {
 		return nil, wrap(err, "get user otp slot")
 	}
+	s.ExpiresAt = fromMs(exp)
 	return &s, nil
 }
 

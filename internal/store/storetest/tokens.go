@@ -295,43 +295,45 @@ func testUserOTPSlots(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	tn := newTenant(t, s, "a")
 	newUser(t, s, tn.ID, "u-1")
-	claim := func(id, purpose string, now time.Time) bool {
+	claim := func(id, purpose string, expires, now time.Time) bool {
 		t.Helper()
-		ok, err := s.ClaimUserOTPSlot(ctx, &store.UserOTPSlot{TenantID: tn.ID, UserID: "u-1", Purpose: purpose, ChallengeID: id}, now)
+		ok, err := s.ClaimUserOTPSlot(ctx, &store.UserOTPSlot{TenantID: tn.ID, UserID: "u-1", Purpose: purpose,
+			ChallengeID: id, ExpiresAt: expires}, now)
 		check(t, err)
 		return ok
 	}
 	_, err := s.GetUserOTPSlot(ctx, tn.ID, "u-1", "login")
 	wantErr(t, err, store.ErrNotFound)
 
-	c1 := newChallenge(t, s, tn.ID, "ch-1", t0) // pending, expires t0+5m
-	if !claim("ch-1", "login", t0) {
+	exp := t0.Add(5*time.Minute + 300*time.Microsecond)
+	if !claim("ch-1", "login", exp, t0) {
 		t.Fatal("claim of an empty slot refused")
 	}
 	got, err := s.GetUserOTPSlot(ctx, tn.ID, "u-1", "login")
 	check(t, err)
-	diff(t, "slot", &store.UserOTPSlot{TenantID: tn.ID, UserID: "u-1", Purpose: "login", ChallengeID: "ch-1"}, got)
-	if claim("ch-2", "login", t0.Add(time.Minute)) {
-		t.Error("a slot with a live code was taken over")
+	diff(t, "slot", &store.UserOTPSlot{TenantID: tn.ID, UserID: "u-1", Purpose: "login", ChallengeID: "ch-1",
+		ExpiresAt: t0.Add(5 * time.Minute)}, got)
+	if claim("ch-2", "login", t0.Add(6*time.Minute), t0.Add(time.Minute)) {
+		t.Error("a held slot was taken over")
 	}
-	if !claim("ch-3", "reset", t0.Add(time.Minute)) {
+	if !claim("ch-3", "reset", t0.Add(6*time.Minute), t0.Add(time.Minute)) {
 		t.Error("another purpose's slot was refused")
 	}
-	// Expired by time (status still pending, as lazy expiry leaves it): free.
-	if !claim("ch-4", "login", c1.ExpiresAt) {
-		t.Error("a slot whose code expired was refused")
+	// Free from its expiry on.
+	if !claim("ch-4", "login", t0.Add(10*time.Minute), t0.Add(5*time.Minute)) {
+		t.Error("an expired slot was refused")
 	}
-	// Finished (verified) before its expiry: free.
-	c5 := newChallenge(t, s, tn.ID, "ch-5", t0.Add(10*time.Minute))
-	if !claim("ch-5", "login", t0.Add(10*time.Minute)) {
-		t.Fatal("claim after an expired slot refused")
+	// Released only for the session it holds.
+	check(t, s.ReleaseUserOTPSlot(ctx, tn.ID, "u-1", "login", "ch-1"))
+	if claim("ch-5", "login", t0.Add(11*time.Minute), t0.Add(6*time.Minute)) {
+		t.Error("a release for an old session freed the slot")
 	}
-	c5.Status, c5.FinishedAt = store.StatusVerified, ptr(t0.Add(11*time.Minute))
-	check(t, s.UpdateChallenge(ctx, c5))
-	if !claim("ch-6", "login", t0.Add(11*time.Minute)) {
-		t.Error("a slot whose code was used was refused")
+	check(t, s.ReleaseUserOTPSlot(ctx, tn.ID, "u-1", "login", "ch-4"))
+	if !claim("ch-6", "login", t0.Add(11*time.Minute), t0.Add(6*time.Minute)) {
+		t.Error("a released slot was refused")
 	}
-	_, err = s.ClaimUserOTPSlot(ctx, &store.UserOTPSlot{TenantID: tn.ID, UserID: "nobody", Purpose: "login", ChallengeID: "x"}, t0)
+	_, err = s.ClaimUserOTPSlot(ctx, &store.UserOTPSlot{TenantID: tn.ID, UserID: "nobody", Purpose: "login",
+		ChallengeID: "x", ExpiresAt: t0.Add(time.Minute)}, t0)
 	wantErr(t, err, store.ErrNotFound)
 }
 
@@ -355,7 +357,8 @@ func testUserOTPSlotRace(t *testing.T, s store.Store) {
 				if err := q.CreateChallenge(ctx, c); err != nil {
 					return err
 				}
-				ok, err := q.ClaimUserOTPSlot(ctx, &store.UserOTPSlot{TenantID: tn.ID, UserID: "u-1", Purpose: "login", ChallengeID: c.ID}, t0)
+				ok, err := q.ClaimUserOTPSlot(ctx, &store.UserOTPSlot{TenantID: tn.ID, UserID: "u-1", Purpose: "login",
+					ChallengeID: c.ID, ExpiresAt: c.ExpiresAt}, t0)
 				won = ok
 				return err
 			})

@@ -73,6 +73,7 @@ CREATE TABLE user_otps (
     user_id      TEXT NOT NULL,
     purpose      TEXT NOT NULL,
     challenge_id TEXT NOT NULL,
+    expires_at   INTEGER NOT NULL, -- the slot is free from then on (0: released, the OTP was used)
     PRIMARY KEY (tenant_id, user_id, purpose),
     FOREIGN KEY (tenant_id, user_id) REFERENCES users (tenant_id, id) ON DELETE CASCADE
 ) STRICT;
