@@ -109,7 +109,7 @@ func (s *Server) redeemLoginToken(w http.ResponseWriter, r *http.Request, p engi
 		err = engine.ErrUnauthenticated // redeemed, but not the caller's: it stays spent
 	}
 	if errors.Is(err, engine.ErrUnauthenticated) {
-		return problem(http.StatusUnprocessableEntity, "token_invalid", "The token is unknown, used, expired or for another purpose.")
+		return &engine.ValidationError{Field: "token", Message: "is unknown, used, expired or for another purpose"}
 	}
 	if err != nil {
 		return err
