@@ -2,6 +2,7 @@ package app
 
 import (
 	"github.com/otpd/otpd/internal/dialect/acronis"
+	"github.com/otpd/otpd/internal/dialect/bsg"
 	"github.com/otpd/otpd/internal/dialect/haventec"
 	"github.com/otpd/otpd/internal/dialect/openiam"
 )
@@ -12,5 +13,6 @@ func (a *App) mountSurfaces() error {
 	acronis.Mount(a.API, a.Engine, a.Log)  // one-time login tokens, OAuth core
 	openiam.Mount(a.API, a.Engine, a.Log)  // self-service codes
 	haventec.Mount(a.API, a.Engine, a.Log) // user OTP by introspection
+	bsg.Mount(a.API, a.Engine, a.Log)      // BSG 2FA verifications and templates
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/otpd/otpd/internal/deliver"
@@ -43,11 +44,28 @@ type messageOptions struct {
 	Sender, FallbackChannel, Price, Currency string
 }
 
-// composeMessage decides what a session's message says and how it travels. Surfaces with their
-// own templates, senders or prices (BSG) extend it here, reading what they need from the
-// session's Metadata; everything else gets the default text.
+// composeMessage decides what a session's message says and how it travels, for the first send
+// and every resend alike, from the session alone (its Metadata, written at the start): a BSG
+// session's template text with the code in place of {code2fa}, its sender, and for Viber with an
+// SMS sender_alt the SMS fallback; the price fixed at the start for every phone channel; the
+// default text for everything else.
 func (e *Engine) composeMessage(ctx context.Context, q store.Queries, c *store.Challenge, code string) (deliver.Content, messageOptions, error) {
-	return defaultMessage(c, code), messageOptions{}, nil
+	content, opts := defaultMessage(c, code), messageOptions{}
+	meta := parseSessionMeta(c.Metadata)
+	if m := meta.Messaging; m != nil {
+		opts.Price, opts.Currency = m.Price, m.Currency
+	}
+	if b := meta.BSG; b != nil {
+		if strings.Count(b.Text, CodePlaceholder) != 1 { // templates are checked when saved; never send a message without its code
+			return content, opts, fmt.Errorf("session %s: template text without exactly one %s", c.ID, CodePlaceholder)
+		}
+		content = deliver.Content{Text: strings.Replace(b.Text, CodePlaceholder, code, 1)}
+		opts.Sender = b.Sender
+		if c.Channel == ChannelViber && b.SenderAlt != "" {
+			opts.FallbackChannel = ChannelSMS
+		}
+	}
+	return content, opts, nil
 }
 
 // defaultMessage is the text a recipient gets when no template applies.

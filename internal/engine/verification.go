@@ -36,6 +36,8 @@ type StartRequest struct {
 	// Metadata is a JSON object of dialect data kept with the session (e.g. BSG's template,
 	// sender and sender_alt), read back by composeMessage and the dialect.
 	Metadata string
+
+	minCodeLength int // a tenant's lower bound for BSG sends (messaging_defences.go); 0: MinCodeLength
 }
 
 // Session is a verification session as the engine reports it.
@@ -70,6 +72,10 @@ var purposeRE = regexp.MustCompile(`^[A-Za-z0-9_.:-]{0,64}$`)
 // the same transaction. Send limits are taken in that transaction too, so a refused start
 // leaves no trace but its audit record.
 func (e *Engine) Start(ctx context.Context, p Principal, r StartRequest) (*Session, error) {
+	plan, err := e.planMessaging(ctx, p, &r) // messaging_defences.go
+	if err != nil {
+		return nil, err
+	}
 	c, err := e.newChallenge(p, r)
 	if err != nil {
 		return nil, err
@@ -104,9 +110,17 @@ func (e *Engine) Start(ctx context.Context, p Principal, r StartRequest) (*Sessi
 			limitErr = err
 			return err
 		}
+		if err := e.takeMessagingLimits(ctx, q, p, c, plan); err != nil {
+			if isMessagingRefusal(err) {
+				limitErr = err
+			}
+			return err
+		}
 		var err error
-		out, enqueued, err = e.sendNewCode(ctx, q, c, q.CreateChallenge)
-		return err
+		if out, enqueued, err = e.sendNewCode(ctx, q, c, q.CreateChallenge); err != nil {
+			return err
+		}
+		return e.recordMessagingSession(ctx, q, c, plan)
 	})
 	if limitErr != nil {
 		return nil, e.refused(ctx, p, "verification.start", "", limitErr, r.ClientIP)
@@ -143,8 +157,12 @@ func (e *Engine) newChallenge(p Principal, r StartRequest) (*store.Challenge, er
 	if length == 0 {
 		length = e.cfg.CodeLength
 	}
-	if length < MinCodeLength || length > MaxCodeLength {
-		add(invalid("code_length", "must be %d–%d", MinCodeLength, MaxCodeLength))
+	minLength := MinCodeLength
+	if r.minCodeLength != 0 {
+		minLength = r.minCodeLength
+	}
+	if length < minLength || length > MaxCodeLength {
+		add(invalid("code_length", "must be %d–%d", minLength, MaxCodeLength))
 	}
 	ttl := r.TTL
 	if ttl == 0 {
@@ -304,12 +322,18 @@ func (r CheckResult) Valid() bool { return r.Outcome == OutcomeVerified }
 // never reported (it is re-judged, usually as "finished"), and the writes stay short — on SQLite
 // the read does not even enter the single-writer queue.
 func (e *Engine) Check(ctx context.Context, p Principal, id, code string) (*CheckResult, error) {
-	// Bound the work before touching the database (SECURITY.md 34).
-	if len(code) < MinCodeLength || len(code) > MaxCodeLength || !otp.ValidFormat(code, len(code)) {
-		return nil, fmt.Errorf("%w: the code must be %d–%d ASCII digits", ErrMalformedCode, MinCodeLength, MaxCodeLength)
+	return e.check(ctx, p, id, code, nil)
+}
+
+// check is Check on the sessions accept admits (nil: all); the others are not found.
+func (e *Engine) check(ctx context.Context, p Principal, id, code string, accept func(*store.Challenge) bool) (*CheckResult, error) {
+	// Bound the work before touching the database (SECURITY.md 34). The session's own length is
+	// checked once it is read (BSG sessions may be shorter than MinCodeLength).
+	if len(code) < MinAllowedCodeLength || len(code) > MaxCodeLength || !otp.ValidFormat(code, len(code)) {
+		return nil, fmt.Errorf("%w: the code must be %d–%d ASCII digits", ErrMalformedCode, MinAllowedCodeLength, MaxCodeLength)
 	}
 	for range maxCASRounds {
-		res, err := e.checkOnce(ctx, p, id, code)
+		res, err := e.checkOnce(ctx, p, id, code, accept)
 		if errors.Is(err, store.ErrConflict) {
 			continue // another writer moved the session: judge again on what it wrote
 		}
@@ -328,10 +352,13 @@ func (e *Engine) Check(ctx context.Context, p Principal, id, code string) (*Chec
 const maxCASRounds = 64
 
 // checkOnce is one read-decide-write round of Check; store.ErrConflict means "read again".
-func (e *Engine) checkOnce(ctx context.Context, p Principal, id, code string) (*CheckResult, error) {
+func (e *Engine) checkOnce(ctx context.Context, p Principal, id, code string, accept func(*store.Challenge) bool) (*CheckResult, error) {
 	c, err := e.store.GetChallenge(ctx, p.TenantID, id)
 	if err != nil {
 		return nil, err
+	}
+	if accept != nil && !accept(c) {
+		return nil, store.ErrNotFound
 	}
 	now := e.clock.Now()
 	finished := func() *CheckResult {
@@ -419,6 +446,12 @@ func (e *Engine) Resend(ctx context.Context, p Principal, id string) (*Session, 
 		}
 		if err := e.takeLimits(ctx, q, p, c.Recipient, c.ClientIP, now); err != nil {
 			limitErr = err
+			return err
+		}
+		if err := e.takeMessagingLimitsResend(ctx, q, p, c); err != nil {
+			if isMessagingRefusal(err) {
+				limitErr = err
+			}
 			return err
 		}
 		c.Sends++
@@ -544,7 +577,9 @@ func (e *Engine) refused(ctx context.Context, p Principal, action, target string
 func (e *Engine) auditRefusal(ctx context.Context, p Principal, action, target string, why error, ip string) {
 	var rl *RateLimitError
 	result := "refused"
-	if errors.As(why, &rl) {
+	if s := refusalScope(why); s != "" { // messaging.go
+		result = "refused:" + s
+	} else if errors.As(why, &rl) {
 		result = "refused:" + rl.Scope
 	}
 	if err := e.audit(ctx, e.store, p, action, target, result, ip); err != nil {
