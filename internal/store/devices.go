@@ -175,7 +175,7 @@ var DeviceAttrs = map[string]FilterAttr{
 	"updated":  {Kind: AttrTime},
 	"lastUsed": {Kind: AttrTime, Optional: true},
 	"phone":    {Kind: AttrString, Optional: true},
-	"email":    {Kind: AttrString, Optional: true},
+	"email":    {Kind: AttrString, Optional: true, Folded: true},
 	"userId":   {Kind: AttrString},
 }
 
