@@ -348,5 +348,3 @@ func (e *env) devInbox(to string) string {
 	}
 	return c
 }
-
-
