@@ -17,6 +17,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -399,6 +400,9 @@ func (c *codeText) UnmarshalJSON(b []byte) error {
 	c.set = true
 	if strings.HasPrefix(s, `"`) {
 		return json.Unmarshal(b, &c.s)
+	}
+	if _, err := strconv.ParseUint(s, 10, 64); err != nil {
+		return &json.UnmarshalTypeError{Value: "non-numeric " + s, Type: reflect.TypeOf("")}
 	}
 	c.s = s
 	return nil
