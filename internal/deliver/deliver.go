@@ -7,6 +7,7 @@ package deliver
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -254,3 +255,138 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 
 // MarshalJSON writes the duration as a string.
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// RouteSource lists a tenant's configured routes: for each channel, its providers in order
+// (primary first).
+type RouteSource func(ctx context.Context, tenantID string) (map[string][]ProviderConfig, error)
+
+// CachedRouter is the Router of configured providers. It asks Source for a tenant's routes at
+// most once per TTL, builds each provider's Sender once and keeps it while its configuration
+// stays the same (an SMPP bind is reused), and routes channels without a configured provider to
+// Builtin (SMTP, the log provider).
+type CachedRouter struct {
+	Source  RouteSource
+	Builtin Registry
+	// TTL is how long a tenant's routes are reused before Source is asked again; a change made
+	// on another instance takes effect within it. Default 5s.
+	TTL time.Duration
+
+	mu      sync.Mutex
+	tenants map[string]cachedRoutes
+	senders map[string]builtSender // by provider id
+}
+
+type cachedRoutes struct {
+	at     time.Time
+	routes map[string][]Sender
+}
+
+type builtSender struct {
+	fingerprint [32]byte
+	sender      Sender
+}
+
+// Route returns the tenant's providers for channel.
+func (r *CachedRouter) Route(ctx context.Context, tenantID, channel string) ([]Sender, error) {
+	ttl := r.TTL
+	if ttl <= 0 {
+		ttl = 5 * time.Second
+	}
+	r.mu.Lock()
+	c, ok := r.tenants[tenantID]
+	r.mu.Unlock()
+	if !ok || time.Since(c.at) > ttl {
+		routes, err := r.load(ctx, tenantID)
+		if err != nil {
+			return nil, err
+		}
+		c = cachedRoutes{at: time.Now(), routes: routes}
+		r.mu.Lock()
+		if r.tenants == nil {
+			r.tenants = map[string]cachedRoutes{}
+		}
+		r.tenants[tenantID] = c
+		r.mu.Unlock()
+	}
+	if s := c.routes[channel]; len(s) > 0 {
+		return s, nil
+	}
+	return r.Builtin.Route(ctx, tenantID, channel)
+}
+
+func (r *CachedRouter) load(ctx context.Context, tenantID string) (map[string][]Sender, error) {
+	cfgs, err := r.Source(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]Sender, len(cfgs))
+	for channel, list := range cfgs {
+		for _, cfg := range list {
+			s, err := r.sender(cfg)
+			if err != nil {
+				return nil, fmt.Errorf("provider %s: %w", cfg.ID, err)
+			}
+			out[channel] = append(out[channel], s)
+		}
+	}
+	return out, nil
+}
+
+// sender returns the built Sender of cfg, building it when new or changed.
+func (r *CachedRouter) sender(cfg ProviderConfig) (Sender, error) {
+	fp := fingerprint(cfg)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if b, ok := r.senders[cfg.ID]; ok && b.fingerprint == fp {
+		return b.sender, nil
+	}
+	s, err := NewSender(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if r.senders == nil {
+		r.senders = map[string]builtSender{}
+	}
+	if old, ok := r.senders[cfg.ID]; ok {
+		closeQuietly(old.sender) // its configuration changed
+	}
+	r.senders[cfg.ID] = builtSender{fingerprint: fp, sender: s}
+	return s, nil
+}
+
+// Invalidate forgets a tenant's routes; the next message asks Source again.
+func (r *CachedRouter) Invalidate(tenantID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.tenants, tenantID)
+}
+
+// Close closes the Senders it built (SMPP binds).
+func (r *CachedRouter) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, b := range r.senders {
+		closeQuietly(b.sender)
+		delete(r.senders, id)
+	}
+	r.tenants = nil
+	return nil
+}
+
+func closeQuietly(s Sender) {
+	if c, ok := s.(interface{ Close() error }); ok {
+		_ = c.Close()
+	}
+}
+
+// fingerprint identifies a provider configuration (not its receipt handler).
+func fingerprint(cfg ProviderConfig) [32]byte {
+	b, _ := json.Marshal(struct {
+		Type       string
+		Channels   []string
+		Settings   json.RawMessage
+		Secrets    map[string]string
+		ReceiptURL string
+	}{cfg.Type, cfg.Channels, cfg.Settings, cfg.Secrets, cfg.ReceiptURL})
+	return sha256.Sum256(b)
+}

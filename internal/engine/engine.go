@@ -171,6 +171,8 @@ type Engine struct {
 	notify   func()          // wakes the outbox worker after a commit that enqueued mail
 	metrics  *Metrics
 	signer   signer // JWT signing keys (signing.go)
+	// configured delivery providers (providers.go)
+	delivery deliveryState
 }
 
 // Options wires an Engine.
@@ -186,6 +188,8 @@ type Options struct {
 	// Notify is called after a transaction that enqueued a message commits.
 	Notify  func()
 	Metrics *Metrics
+	// Delivery describes the deployment's delivery providers (providers.go).
+	Delivery DeliveryOptions
 }
 
 // New returns an Engine.
@@ -199,6 +203,7 @@ func New(o Options) (*Engine, error) {
 	}
 	e := &Engine{store: o.Store, keys: o.Keys, clock: o.Clock, cfg: cfg, log: o.Logger,
 		channels: map[string]bool{ChannelNone: true}, notify: o.Notify, metrics: o.Metrics}
+	e.delivery = newDelivery(o.Delivery)
 	if e.clock == nil {
 		e.clock = clock.Real{}
 	}
