@@ -66,13 +66,29 @@ type list struct {
 	List  any `json:"list"`
 }
 
-func wireTimeOf(t time.Time) string { return t.UTC().Format(wireTime) }
+// Times: the schema's date-time fields (a session's expired_at, created_at, finished_at, a
+// template's updated_at) are RFC 3339 in UTC with an explicit offset, which every generated SDK
+// parses; a message's sent_at and created_at are plain strings in BSG's examples' form
+// ("2022-04-18 11:00:30", UTC).
+const dateTime = "2006-01-02T15:04:05-07:00"
 
-func wireTimePtr(t *time.Time) *string {
+func dateTimeOf(t time.Time) string { return t.UTC().Format(dateTime) }
+
+func dateTimePtr(t *time.Time) *string {
 	if t == nil {
 		return nil
 	}
-	s := wireTimeOf(*t)
+	s := dateTimeOf(*t)
+	return &s
+}
+
+func plainTimeOf(t time.Time) string { return t.UTC().Format(wireTime) }
+
+func plainTimePtr(t *time.Time) *string {
+	if t == nil {
+		return nil
+	}
+	s := plainTimeOf(*t)
 	return &s
 }
 
@@ -87,19 +103,17 @@ func amount(s string) json.Number {
 	return json.Number("0")
 }
 
-// messageStatus is a message's status in BSG's words: accepted while otpd or the provider still
-// has it, sent once handed over, then delivered or undelivered when a receipt says so (a
-// message otpd gave up on is undelivered).
+// messageStatus is a message's status in BSG's words, within the schema's enum (sent,
+// accepted) so generated SDKs can read it: "sent" once a provider took the message (sent,
+// delivered), "accepted" otherwise — accepted for sending but not (yet, or ever) sent: queued,
+// sending, accepted by a provider without confirmation, undelivered, failed. The native API
+// shows the exact status.
 func messageStatus(s string) string {
 	switch s {
-	case store.MsgSent:
+	case store.MsgSent, store.MsgDelivered:
 		return "sent"
-	case store.MsgDelivered:
-		return "delivered"
-	case store.MsgUndelivered, store.MsgFailed:
-		return "undelivered"
 	}
-	return "accepted" // queued, sending, accepted
+	return "accepted"
 }
 
 func toSession(s *engine.BSGSession, withMessages bool) session {
@@ -108,7 +122,7 @@ func toSession(s *engine.BSGSession, withMessages bool) session {
 		Sender: s.BSG.Sender, MessageText: s.BSG.Text,
 		CodeLifetime: int(s.TTL / time.Second), CodeMaxTries: s.MaxAttempts, CodeDigits: s.CodeLength,
 		Price: amount(s.Price), Currency: s.Currency, CountryCode: s.Country,
-		ExpiredAt: wireTimeOf(s.ExpiresAt), CreatedAt: wireTimeOf(s.CreatedAt), FinishedAt: wireTimePtr(s.FinishedAt),
+		ExpiredAt: dateTimeOf(s.ExpiresAt), CreatedAt: dateTimeOf(s.CreatedAt), FinishedAt: dateTimePtr(s.FinishedAt),
 	}
 	if s.BSG.SenderAlt != "" {
 		alt := s.BSG.SenderAlt
@@ -123,7 +137,7 @@ func toSession(s *engine.BSGSession, withMessages bool) session {
 			}
 			ms = append(ms, wireMessage{ID: m.Num, Recipient: digits(m.Recipient), Status: messageStatus(m.Status),
 				Channel: m.Channel, Sender: m.Sender, Price: amount(m.Price), Currency: cur,
-				SentAt: wireTimePtr(m.SentAt), CreatedAt: wireTimeOf(m.CreatedAt)})
+				SentAt: plainTimePtr(m.SentAt), CreatedAt: plainTimeOf(m.CreatedAt)})
 		}
 		out.Messages = &ms
 	}
@@ -136,5 +150,5 @@ func toTemplate(t *store.Template) template {
 		cs = []string{}
 	}
 	return template{TemplateID: t.ID, Name: t.Name, Text: t.Text, Countries: cs, Status: t.Status,
-		UpdatedAt: wireTimeOf(t.UpdatedAt)}
+		UpdatedAt: dateTimeOf(t.UpdatedAt)}
 }
