@@ -483,7 +483,7 @@ func (h *handler) ottLogin(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) setSession(w http.ResponseWriter, r *http.Request, red *engine.Redemption) {
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: red.SessionToken, Path: "/",
-		Expires: red.SessionExpiresAt, MaxAge: max(1, int(red.SessionExpiresAt.Sub(h.eng.Now())/time.Second)),
+		Expires: red.SessionExpiresAt, MaxAge: max(1, int((red.SessionExpiresAt.Sub(h.eng.Now())+time.Second-1)/time.Second)),
 		HttpOnly: true, Secure: h.m.ViaTLS(r), SameSite: http.SameSiteLaxMode})
 }
 
