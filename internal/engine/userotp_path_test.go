@@ -59,3 +59,44 @@ func TestParseTargetRejectsTricks(t *testing.T) {
 		t.Errorf("parsed %+v %v", tg, err)
 	}
 }
+
+// FuzzParseRolePath: no input panics, and a parsed path looks up without panicking.
+func FuzzParseRolePath(f *testing.F) {
+	for _, s := range []string{"$.realm_access.roles", "roles[0]", "$['a.b'][3].c", "a..b", "[", "$[\"x\"]"} {
+		f.Add(s)
+	}
+	var doc any
+	_ = json.Unmarshal([]byte(`{"a":{"b":[1,{"c":"r"}]},"roles":["r"],"a.b":[0,1,2,{"c":"r"}]}`), &doc)
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := parseRolePath(s)
+		if err != nil {
+			return
+		}
+		if len(p) == 0 || len(p) > 16 {
+			t.Fatalf("%q parsed to %d steps", s, len(p))
+		}
+		v, ok := p.lookup(doc)
+		_ = hasRole(v, "r") && ok
+	})
+}
+
+// FuzzParseTarget: a target that parses has an http(s) scheme, a host, no userinfo, and no dot
+// segments; it re-serialises to a URL that parses to the same parts.
+func FuzzParseTarget(f *testing.F) {
+	for _, s := range []string{"https://a.example/x", "//evil", "javascript:x", "https://a@b/", "http://[::1]:8080/a/../b", "https://a.example/%2e"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		tg, err := parseTarget(s)
+		if err != nil {
+			return
+		}
+		if (tg.scheme != "http" && tg.scheme != "https") || tg.host == "" || tg.u.User != nil {
+			t.Fatalf("%q parsed to %+v", s, tg)
+		}
+		again, err := parseTarget(tg.u.String())
+		if err != nil || again.scheme != tg.scheme || again.host != tg.host || again.port != tg.port || again.path != tg.path {
+			t.Fatalf("%q → %q does not round-trip: %+v %v", s, tg.u.String(), again, err)
+		}
+	})
+}
