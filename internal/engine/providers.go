@@ -803,3 +803,20 @@ func (e *Engine) ReceiptCallback(ctx context.Context, providerID, token, content
 	}
 	return len(rs), nil
 }
+
+// RouteSource serves Routes as a deliver.RouteSource, for a deliver.CachedRouter.
+func (e *Engine) RouteSource() deliver.RouteSource {
+	return func(ctx context.Context, tenantID string) (map[string][]deliver.ProviderConfig, error) {
+		routes, err := e.Routes(ctx, tenantID)
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[string][]deliver.ProviderConfig, len(routes))
+		for c, specs := range routes {
+			for _, s := range specs {
+				out[c] = append(out[c], e.senderConfig(s))
+			}
+		}
+		return out, nil
+	}
+}

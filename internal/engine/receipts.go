@@ -225,3 +225,11 @@ func (e *Engine) FinishWithFallback(ctx context.Context, owner string, res store
 	}
 	return err
 }
+
+// AfterSent applies receipts that arrived before the worker recorded a send: the outbox
+// worker's AfterSent.
+func (e *Engine) AfterSent(ctx context.Context, m *store.Message, provider, providerMessageID string) {
+	if err := e.ReplayParked(ctx, provider, providerMessageID); err != nil {
+		e.log.Warn("parked receipts not applied", "message_id", m.ID, "provider", provider, "err", err)
+	}
+}
