@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	filter "github.com/scim2/filter-parser/v2"
 
@@ -86,6 +87,9 @@ func parseFilter(r *resource, raw string) (f *store.Filter, err error) {
 	}
 	if strings.TrimSpace(raw) == "" {
 		return nil, badFilter("the filter is empty")
+	}
+	if !utf8.ValidString(raw) {
+		return nil, badFilter("the filter is not UTF-8")
 	}
 	defer func() {
 		if v := recover(); v != nil {
@@ -283,23 +287,21 @@ var timeLayouts = []struct {
 	prec   time.Duration
 }{
 	{"2006-01-02 15:04:05", time.Second}, // the Soffid dialect's own format
-	{time.RFC3339, time.Second},
-	{"2006-01-02T15:04:05.000Z07:00", time.Millisecond},
+	{time.RFC3339, time.Second}, // also reads a fraction: then the precision is 1 ms
 	{"2006-01-02", 24 * time.Hour},
 }
 
-// parseTime reads a filter's date; dates without a zone are UTC.
+// parseTime reads a filter's date; dates without a zone are UTC. The precision is what the
+// value spells out: a day, a second, or (with a fraction) a millisecond.
 func parseTime(s string) (time.Time, time.Duration, bool) {
+	fraction := strings.Contains(s, ".")
 	for _, l := range timeLayouts {
 		if t, err := time.Parse(l.layout, s); err == nil {
-			if l.prec == time.Second && t.Nanosecond() != 0 { // RFC 3339 with a fraction
+			if fraction && l.prec == time.Second {
 				return t.UTC().Truncate(time.Millisecond), time.Millisecond, true
 			}
 			return t.UTC(), l.prec, true
 		}
-	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t.UTC().Truncate(time.Millisecond), time.Millisecond, true
 	}
 	return time.Time{}, 0, false
 }
