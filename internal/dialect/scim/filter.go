@@ -287,7 +287,7 @@ var timeLayouts = []struct {
 	prec   time.Duration
 }{
 	{"2006-01-02 15:04:05", time.Second}, // the Soffid dialect's own format
-	{time.RFC3339, time.Second}, // also reads a fraction: then the precision is 1 ms
+	{time.RFC3339, time.Second},          // also reads a fraction: then the precision is 1 ms
 	{"2006-01-02", 24 * time.Hour},
 }
 

@@ -23,7 +23,9 @@ func cmpf(attr, op string, v any) store.Filter {
 }
 func and(c ...store.Filter) store.Filter { return store.Filter{Op: store.FilterAnd, Children: c} }
 func or(c ...store.Filter) store.Filter  { return store.Filter{Op: store.FilterOr, Children: c} }
-func not(c store.Filter) store.Filter    { return store.Filter{Op: store.FilterNot, Children: []store.Filter{c}} }
+func not(c store.Filter) store.Filter {
+	return store.Filter{Op: store.FilterNot, Children: []store.Filter{c}}
+}
 
 var t1 = time.Date(2021, 10, 14, 6, 44, 43, 0, time.UTC)
 
