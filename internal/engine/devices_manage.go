@@ -529,6 +529,12 @@ func (e *Engine) UpdateDevice(ctx context.Context, p Principal, r DeviceRef, c D
 			changed = append(changed, "pin")
 		}
 		if c.Status != nil {
+			lifts := d.Status == store.DeviceLocked && (*c.Status == store.DeviceValidated || *c.Status == store.DeviceCreated)
+			if lifts {
+				if err := requireAdmin(p); err != nil { // as UnlockDevice: lifting a lock is an operator's act
+					return err
+				}
+			}
 			setDeviceStatus(d, *c.Status, now)
 			changed = append(changed, "status:"+*c.Status)
 			retarget = retarget || *c.Status == store.DeviceDisabled
@@ -608,8 +614,13 @@ func (e *Engine) DeleteDevice(ctx context.Context, p Principal, r DeviceRef) err
 	}))
 }
 
-// UnlockDevice lifts a lock (timed or not) and resets the failure count: an operator's action.
+// UnlockDevice lifts a lock (timed or not) and resets the failure count and the escalation. It
+// is an operator's act (SECURITY.md 19): it needs an admin credential, as does a status change
+// that lifts a lock.
 func (e *Engine) UnlockDevice(ctx context.Context, p Principal, r DeviceRef) (*Device, error) {
+	if err := requireAdmin(p); err != nil {
+		return nil, err
+	}
 	now := e.clock.Now()
 	var d *store.Device
 	err := e.inTx(ctx, func(q store.Queries) error {

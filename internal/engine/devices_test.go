@@ -275,6 +275,14 @@ func TestDeviceHardCap(t *testing.T) {
 		if r := f.verify(t, id, totpCode(t, en.URI, f.clk.Now())); !r.Locked || r.Device.LockedUntil != nil {
 			t.Fatalf("a year later: %+v", r)
 		}
+		app := engine.Principal{TenantID: f.admin.TenantID, ApplicationID: "app-1", Role: store.RoleApp}
+		if _, err := f.eng.UnlockDevice(context.Background(), app, engine.DeviceRef{ID: id}); !errors.Is(err, engine.ErrForbidden) {
+			t.Fatalf("an application key unlocked a device: %v", err)
+		}
+		validated := "V"
+		if _, err := f.eng.UpdateDevice(context.Background(), app, engine.DeviceRef{ID: id}, engine.DeviceChanges{Status: &validated}); !errors.Is(err, engine.ErrForbidden) {
+			t.Fatalf("an application key lifted a lock by a status change: %v", err)
+		}
 		if _, err := f.eng.UnlockDevice(context.Background(), f.admin, engine.DeviceRef{ID: id}); err != nil {
 			t.Fatal(err)
 		}
