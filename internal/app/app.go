@@ -27,8 +27,6 @@ import (
 	"github.com/otpd/otpd/internal/clock"
 	"github.com/otpd/otpd/internal/config"
 	"github.com/otpd/otpd/internal/deliver"
-	"github.com/otpd/otpd/internal/deliver/email"
-	"github.com/otpd/otpd/internal/deliver/logsender"
 	"github.com/otpd/otpd/internal/engine"
 	"github.com/otpd/otpd/internal/keys"
 	"github.com/otpd/otpd/internal/store/sqlstore"
@@ -47,6 +45,8 @@ type App struct {
 	// TenantID is the default tenant; AdminKey is set only on the start that created it.
 	TenantID string
 	AdminKey string
+
+	delivery *delivery // providers (delivery.go)
 }
 
 // Options adjust wiring for tests.
@@ -101,36 +101,20 @@ func Open(ctx context.Context, c config.Config, log *slog.Logger, o Options) (*A
 		return nil, err
 	}
 
-	senders := deliver.Registry{}
-	if c.SMTP.URL != "" {
-		s, err := email.New(email.Config{URL: c.SMTP.URL, From: c.SMTP.From})
-		if err != nil {
-			st.Close()
-			return nil, fmt.Errorf("smtp: %w", err)
-		}
-		senders[engine.ChannelEmail] = s
-	}
-	if c.LogProviderOn() {
-		ls := logsender.New(st, kr, log)
-		for _, ch := range []string{engine.ChannelEmail, engine.ChannelSMS, engine.ChannelViber, engine.ChannelVoice, engine.ChannelWhatsApp} {
-			if senders[ch] == nil {
-				senders[ch] = ls
-			}
-		}
-	}
-	channels := make([]string, 0, len(senders))
-	for ch := range senders {
-		channels = append(channels, ch)
-	}
-
-	a.Worker = &deliver.Worker{Outbox: st, Keys: kr, Senders: senders, Clock: o.Clock,
-		Owner: workerOwner(), Logger: log, Metrics: deliver.NewMetrics(a.Registry)}
-	a.Engine, err = engine.New(engine.Options{Store: st, Keys: kr, Clock: o.Clock, Config: c.Policy,
-		Logger: log, Channels: channels, Notify: a.Worker.Notify, Metrics: engine.NewMetrics(a.Registry)})
+	a.delivery, err = openDelivery(c, st, kr, log) // delivery.go
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
+	a.Worker = a.delivery.newWorker(st, kr, o.Clock, log, a.Registry)
+	a.Engine, err = engine.New(engine.Options{Store: st, Keys: kr, Clock: o.Clock, Config: c.Policy,
+		Logger: log, Channels: a.delivery.channels, Notify: a.Worker.Notify, Metrics: engine.NewMetrics(a.Registry),
+		Delivery: a.delivery.engineOptions()})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	a.delivery.wire(a.Engine, a.Worker)
 	if a.TenantID, a.AdminKey, err = a.Engine.Bootstrap(ctx, c.BootstrapAPIKey); err != nil {
 		st.Close()
 		return nil, err
@@ -148,8 +132,11 @@ func Open(ctx context.Context, c config.Config, log *slog.Logger, o Options) (*A
 	return a, nil
 }
 
-// Close releases the store.
-func (a *App) Close() error { return a.Store.Close() }
+// Close releases the store and the providers' connections.
+func (a *App) Close() error {
+	a.delivery.close()
+	return a.Store.Close()
+}
 
 // Serve runs the HTTP server on ln, the delivery worker and the janitor until ctx ends, then
 // shuts down: no new connections, in-flight requests finish (up to ShutdownTimeout), the worker

@@ -43,6 +43,8 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	JanitorInterval time.Duration `yaml:"janitor_interval"`
 	Policy          engine.Config `yaml:"policy"`
+	// Delivery holds the top-level `providers:` list and the `delivery:` block (providers.go).
+	Delivery Delivery `yaml:",inline"`
 }
 
 // SMTP configures email delivery.
@@ -167,7 +169,7 @@ func (c Config) LogProviderOn() bool {
 	case "off":
 		return false
 	}
-	return c.SMTP.URL == ""
+	return c.SMTP.URL == "" && len(c.Delivery.Providers) == 0
 }
 
 // Validate reports all configuration errors together.
@@ -222,6 +224,7 @@ func (c Config) Validate() error {
 	if err := c.Policy.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.Delivery.validate()...)
 	return errors.Join(errs...)
 }
 
@@ -242,6 +245,7 @@ func (c Config) Masked() Config {
 	c.OldMasterKeys = old
 	c.DatabaseURL = maskURL(c.DatabaseURL)
 	c.SMTP.URL = maskURL(c.SMTP.URL)
+	c.Delivery = c.Delivery.masked()
 	return c
 }
 

@@ -315,6 +315,9 @@ func (r *CachedRouter) Route(ctx context.Context, tenantID, channel string) ([]S
 }
 
 func (r *CachedRouter) load(ctx context.Context, tenantID string) (map[string][]Sender, error) {
+	if r.Source == nil {
+		return nil, nil
+	}
 	cfgs, err := r.Source(ctx, tenantID)
 	if err != nil {
 		return nil, err
