@@ -55,6 +55,7 @@ func commands() []command {
 		{"app", "otpd app create|list|delete …", "manage applications (API clients)", cmdApp},
 		{"user", "otpd user create|get|list|update|delete …", "manage users", cmdUser},
 		{"verify", "otpd verify start|check|get|resend|cancel|list …", "run verifications", cmdVerify},
+		{"provider", "otpd provider list|get|add|test|delete …", "manage SMS, Viber and voice providers", cmdProvider},
 		{"device", "otpd device enroll|list|get|verify|challenge|resync|unlock|disable|delete …", "manage users' OTP devices", cmdDevice},
 		{"iam", "otpd iam show|set|clear APP_ID …", "an application's IAM introspection settings (Haventec)", cmdIAM},
 	}
