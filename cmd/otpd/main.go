@@ -58,6 +58,7 @@ func commands() []command {
 		{"provider", "otpd provider list|get|add|test|delete …", "manage SMS, Viber and voice providers", cmdProvider},
 		{"device", "otpd device enroll|list|get|verify|challenge|resync|unlock|disable|delete …", "manage users' OTP devices", cmdDevice},
 		{"iam", "otpd iam show|set|clear APP_ID …", "an application's IAM introspection settings (Haventec)", cmdIAM},
+		{"template", "otpd template list|get|create|update|approve|reject|delete …", "manage message templates (BSG) and their moderation", cmdTemplate},
 	}
 }
 
