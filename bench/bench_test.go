@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-var lineRE = regexp.MustCompile(`^scenario=([a-z]+) rps=(\d+) p50_ms=(\d+\.\d{3}) p99_ms=(\d+\.\d{3}) baseline_rps=(\d+) ratio=(\d+\.\d{3})$`)
+var lineRE = regexp.MustCompile(`^scenario=([a-z_]+) rps=(\d+) p50_ms=(\d+\.\d{3}) p99_ms=(\d+\.\d{3}) baseline_rps=(\d+) ratio=(\d+\.\d{3})$`)
 
 // TestSmoke runs the baseline and every scenario briefly against the in-process server: each
 // must succeed without errors and print a line in the documented format.
