@@ -173,6 +173,8 @@ type Engine struct {
 	signer   signer // JWT signing keys (signing.go)
 	// configured delivery providers (providers.go)
 	delivery deliveryState
+	// checked BSG bearer tokens (bsg_auth.go)
+	bsgTokens verifiedTokens
 }
 
 // Options wires an Engine.

@@ -49,6 +49,10 @@ var (
 	sqlPendingLock  = def(`SELECT pg_advisory_xact_lock($1)`)
 	sqlCountPending = def(`SELECT count(*) FROM challenges WHERE tenant_id = $1 AND recipient = $2
 		AND application_id = $3 AND status = 'pending' AND expires_at > $4`)
+	// SQLite without statistics would walk challenges_expiry — every pending session of every
+	// tenant — instead of the recipient's few rows; the unary plus keeps those terms off indexes.
+	sqlCountPendingSQLite = def(`SELECT count(*) FROM challenges WHERE tenant_id = $1 AND recipient = $2
+		AND application_id = $3 AND +status = 'pending' AND +expires_at > $4`)
 
 	// One statement decides: a new day's row is inserted only when the addition alone fits the
 	// caps (the caller checks that first); an existing row grows only when the sum still fits.
@@ -366,8 +370,12 @@ func (q *queries) CountPendingChallenges(ctx context.Context, tenantID, applicat
 			return 0, wrap(err, "count pending challenges: lock")
 		}
 	}
+	query := sqlCountPending
+	if q.s.dialect == DialectSQLite {
+		query = sqlCountPendingSQLite
+	}
 	var n int
-	err := q.queryRow(ctx, true, sqlCountPending, tenantID, recipient, applicationID, ms(now)).Scan(&n)
+	err := q.queryRow(ctx, true, query, tenantID, recipient, applicationID, ms(now)).Scan(&n)
 	return n, wrap(err, "count pending challenges")
 }
 
