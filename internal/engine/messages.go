@@ -34,21 +34,22 @@ func (e *Engine) enqueue(ctx context.Context, q store.Queries, c *store.Challeng
 		ID: id, TenantID: c.TenantID, ChallengeID: c.ID, Channel: c.Channel, Recipient: c.Recipient,
 		Body: body, Status: store.MsgQueued, MaxAttempts: e.cfg.MessageAttempts,
 		NextAttemptAt: now, CreatedAt: now, UpdatedAt: now,
-		Sender: opts.Sender, FallbackChannel: opts.FallbackChannel, Price: opts.Price, Currency: opts.Currency,
+		Sender: opts.Sender, FallbackChannel: opts.FallbackChannel, FallbackSender: opts.FallbackSender,
+		Price: opts.Price, Currency: opts.Currency,
 	})
 	return err == nil, err
 }
 
 // messageOptions are the outbox message's delivery attributes besides its content.
 type messageOptions struct {
-	Sender, FallbackChannel, Price, Currency string
+	Sender, FallbackChannel, FallbackSender, Price, Currency string
 }
 
 // composeMessage decides what a session's message says and how it travels, for the first send
 // and every resend alike, from the session alone (its Metadata, written at the start): a BSG
-// session's template text with the code in place of {code2fa}, its sender, and for Viber with an
-// SMS sender_alt the SMS fallback; the price fixed at the start for every phone channel; the
-// default text for everything else.
+// session's template text with the code in place of {code2fa}, its sender, and for Viber with a
+// sender_alt the SMS fallback sent by sender_alt; the price fixed at the start for every phone
+// channel; the default text for everything else.
 func (e *Engine) composeMessage(ctx context.Context, q store.Queries, c *store.Challenge, code string) (deliver.Content, messageOptions, error) {
 	content, opts := defaultMessage(c, code), messageOptions{}
 	meta := parseSessionMeta(c.Metadata)
@@ -62,7 +63,7 @@ func (e *Engine) composeMessage(ctx context.Context, q store.Queries, c *store.C
 		content = deliver.Content{Text: strings.Replace(b.Text, CodePlaceholder, code, 1)}
 		opts.Sender = b.Sender
 		if c.Channel == ChannelViber && b.SenderAlt != "" {
-			opts.FallbackChannel = ChannelSMS
+			opts.FallbackChannel, opts.FallbackSender = ChannelSMS, b.SenderAlt
 		}
 	}
 	return content, opts, nil

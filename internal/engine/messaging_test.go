@@ -120,7 +120,7 @@ func TestComposeMessage(t *testing.T) {
 		}
 		var codes []string
 		for _, m := range msgs {
-			if m.Sender != "VIBER_SENDER" || m.FallbackChannel != "sms" || m.Price != "0.05" || m.Currency != "USD" {
+			if m.Sender != "VIBER_SENDER" || m.FallbackChannel != "sms" || m.FallbackSender != "SMS_SENDER" || m.Price != "0.05" || m.Currency != "USD" {
 				t.Errorf("message: %+v", m)
 			}
 			plain, err := kr.Open(m.Body, []byte("messages:"+m.ID))

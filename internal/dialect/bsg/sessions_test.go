@@ -426,7 +426,7 @@ func TestViber(t *testing.T) {
 			t.Errorf("viber session: %v", d)
 		}
 		ms := e.messages(d["id"].(string))
-		if len(ms) != 1 || ms[0].Channel != "viber" || ms[0].Sender != "VIBER_SENDER" || ms[0].FallbackChannel != "sms" {
+		if len(ms) != 1 || ms[0].Channel != "viber" || ms[0].Sender != "VIBER_SENDER" || ms[0].FallbackChannel != "sms" || ms[0].FallbackSender != "SMS_SENDER" {
 			t.Fatalf("outbox: %+v", ms)
 		}
 		// Without sender_alt there is no fallback; for SMS, sender_alt is ignored.
