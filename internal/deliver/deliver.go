@@ -1,7 +1,13 @@
 // Package deliver hands outgoing messages to providers. The engine writes messages into the
 // outbox (the messages table) in the same transaction as the challenge they belong to; the Worker
-// in this package claims them, opens the sealed body, calls the channel's Sender, and records
-// every attempt, retrying with backoff up to a bound.
+// in this package claims them, opens the sealed body, sends through the provider its Router picks
+// (the route's primary, or the secondary after a failed attempt), and records every attempt with
+// its provider, retrying with backoff up to a bound.
+//
+// Provider types (smshttp, twilio, smpp) register themselves with RegisterProviderType; a
+// CachedRouter builds their Senders from configurations and keeps them. Providers that report
+// deliveries implement ReceiptParser (HTTP callbacks) or hand Receipts to their configuration's
+// OnReceipt (SMPP); the engine records them.
 package deliver
 
 import (
