@@ -103,7 +103,7 @@ func (e *Engine) planMessaging(ctx context.Context, p Principal, r *StartRequest
 	if err != nil {
 		return nil, err
 	}
-	plan := &messagingPlan{settings: s, meta: messagingMeta{Country: region, DialCode: dialCode(e164), Currency: s.Currency}}
+	plan := &messagingPlan{settings: s, meta: messagingMeta{Country: region, DialCode: dialCode(region), Currency: s.Currency}}
 	if b := meta.BSG; b != nil {
 		if r.CodeLength < s.MinCodeLength {
 			return nil, invalid("code_length", "This value should be greater than or equal to %d.", s.MinCodeLength)
@@ -148,13 +148,12 @@ func mergeMetadata(raw string, set map[string]any) (string, error) {
 	return string(out), err
 }
 
-// dialCode returns the country calling code of an E.164 number ("61" for +61…).
-func dialCode(e164 string) string {
-	n, err := phonenumbers.Parse(e164, "ZZ")
-	if err != nil {
-		return ""
+// dialCode returns the country calling code of a region ("61" for AU; "" for none).
+func dialCode(region string) string {
+	if cc := phonenumbers.GetCountryCodeForRegion(region); cc != 0 {
+		return strconv.Itoa(cc)
 	}
-	return strconv.Itoa(int(n.GetCountryCode()))
+	return ""
 }
 
 // numberBlock is the E.164 number without its last digits: the range pumping attacks walk.
@@ -182,7 +181,7 @@ func (e *Engine) takeMessagingLimitsResend(ctx context.Context, q store.Queries,
 	mm := meta.Messaging
 	if mm == nil { // a session started before the defences existed
 		_, region, _ := NormalizePhone(c.Recipient)
-		mm = &messagingMeta{Country: region, DialCode: dialCode(c.Recipient), Price: "0"}
+		mm = &messagingMeta{Country: region, DialCode: dialCode(region), Price: "0"}
 	}
 	s, _, err := e.messagingSettings(ctx, q, c.TenantID)
 	if err != nil {
