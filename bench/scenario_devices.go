@@ -8,8 +8,9 @@ package main
 //     computed from the seed at send time. The devices are written straight into the store
 //     before the timed phase (enough for the warm-up and the timed run at a calibrated rate).
 //   - scim_list: GET /scim2/v1/OtpDevice?filter=user eq "<user>" and type eq "TOTP" over
-//     100,000 devices of 10,000 users (written straight into the store), a random user per
-//     request → 200 with that user's TOTP devices and the total.
+//     100,000 devices of 10,000 users (written straight into the store; a tenth of that for
+//     runs under a second), a random user per request → 200 with that user's TOTP devices and
+//     the total.
 //
 // Both need the store of the otpd they load, so each starts its own in-process otpd (the
 // default configuration on SQLite, like the one the other scenarios use); with -addr they
@@ -45,11 +46,20 @@ func init() {
 	register("scim_list", scimListScenario)
 }
 
-// ScimDevices and ScimUsers size the scim_list population.
+// ScimDevices and ScimUsers size the scim_list population. Runs shorter than a second (the
+// smoke test, which runs under -race in CI) use a tenth of it, so seeding does not dominate
+// them; the scenario says which population it used.
 const (
 	ScimDevices = 100_000
 	ScimUsers   = 10_000
 )
+
+func scimPopulation(o options) (devices, users int) {
+	if o.duration < time.Second {
+		return ScimDevices / 10, ScimUsers / 10
+	}
+	return ScimDevices, ScimUsers
+}
 
 var errNeedsInProcess = errors.New("this scenario writes its devices straight into the store, so it needs the in-process otpd (run it without -addr)")
 
@@ -279,13 +289,14 @@ func scimListScenario(ctx context.Context, o options, _ target, _ string, progre
 		return nil, err
 	}
 	defer s.stop()
-	progress("scim_list: writing %d users and %d devices", ScimUsers, ScimDevices)
+	nDevices, nUsers := scimPopulation(o)
+	progress("scim_list: writing %d users and %d devices", nUsers, nDevices)
 	t0 := time.Now()
-	users, err := s.seedUsers(ctx, ScimUsers)
+	users, err := s.seedUsers(ctx, nUsers)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.seedScimDevices(ctx, users); err != nil {
+	if err := s.seedScimDevices(ctx, users, nDevices); err != nil {
 		return nil, err
 	}
 	progress("scim_list: population written in %.1fs", time.Since(t0).Seconds())
@@ -298,7 +309,7 @@ func scimListScenario(ctx context.Context, o options, _ target, _ string, progre
 		var b [2]byte
 		for j := range qs {
 			_, _ = rand.Read(b[:])
-			u := (int(b[0])<<8 | int(b[1])) * ScimUsers >> 16
+			u := (int(b[0])<<8 | int(b[1])) * nUsers >> 16
 			qs[j] = "filter=" + url.QueryEscape(fmt.Sprintf(`user eq "bench-user-%05d" and type eq "TOTP"`, u))
 		}
 		return &lister{queries: qs, i: i}
@@ -307,9 +318,9 @@ func scimListScenario(ctx context.Context, o options, _ target, _ string, progre
 	return timed(ctx, o, "scim_list", t, l)
 }
 
-// seedScimDevices writes ScimDevices devices over users: each user gets two TOTP devices and
-// one each of the other types and statuses in rotation.
-func (s *devServer) seedScimDevices(ctx context.Context, users []store.User) error {
+// seedScimDevices writes n devices over users: with ten per user, each user gets two TOTP
+// devices and two of each other type, the statuses in rotation.
+func (s *devServer) seedScimDevices(ctx context.Context, users []store.User, n int) error {
 	now := time.Now().UTC()
 	types := []string{store.DeviceTOTP, store.DeviceSMS, store.DeviceTOTP, store.DeviceEMAIL, store.DevicePIN,
 		store.DeviceHOTP, store.DeviceSMS, store.DeviceEMAIL, store.DevicePIN, store.DeviceHOTP}
@@ -317,9 +328,9 @@ func (s *devServer) seedScimDevices(ctx context.Context, users []store.User) err
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
 	const chunk = 20_000
-	for lo := 0; lo < ScimDevices; lo += chunk {
+	for lo := 0; lo < n; lo += chunk {
 		ds := make([]store.Device, 0, chunk)
-		for i := lo; i < min(ScimDevices, lo+chunk); i++ {
+		for i := lo; i < min(n, lo+chunk); i++ {
 			u := users[i%len(users)]
 			typ := types[(i/len(users))%len(types)]
 			d := store.Device{ID: newUUID(), TenantID: s.a.TenantID, UserID: u.ID, Type: typ, Status: statuses[i%len(statuses)],
