@@ -105,6 +105,10 @@ type HandlerTransport struct {
 
 // RoundTrip serves req in process.
 func (t HandlerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body == nil {
+		// A server always hands handlers a non-nil body; an in-process request must too.
+		req.Body = http.NoBody
+	}
 	if t.Prepare != nil {
 		req = t.Prepare(req)
 	}
