@@ -116,10 +116,10 @@ func TestList(t *testing.T) {
 
 		// Parameter validation.
 		bad := map[string][2]string{
-			"":                              {"filter[from]", "This value should not be blank."},
-			"filter[from]=2026-11-24":       {"filter[to]", "This value should not be blank."},
-			"filter[from]=yesterday&filter[to]=2026-11-24": {"filter[from]", "This value is not a valid date."},
-			"filter[from]=2026-11-25&filter[to]=2026-11-23": {"filter[to]", "This value should be greater than or equal to filter[from]."},
+			"":                        {"filter[from]", "This value should not be blank."},
+			"filter[from]=2026-11-24": {"filter[to]", "This value should not be blank."},
+			"filter[from]=yesterday&filter[to]=2026-11-24":                    {"filter[from]", "This value is not a valid date."},
+			"filter[from]=2026-11-25&filter[to]=2026-11-23":                   {"filter[to]", "This value should be greater than or equal to filter[from]."},
 			day1 + "&filter[ids]=a&filter[ids]=b&filter[ids]=c&filter[ids]=d": {"filter[ids]", "This collection should contain 3 elements or less."},
 			day1 + "&filter[ids]=a&filter[ids]=a":                             {"filter[ids]", "This collection should contain only unique elements."},
 			day1 + "&filter[ids]=" + strings.Repeat("a", 37):                  {"filter[ids]", "This value is not valid."},

@@ -127,10 +127,10 @@ func TestAuth(t *testing.T) {
 			}
 		}
 		for auth, msg := range map[string]string{
-			"":                              "JWT Token not found",
-			"Basic " + e.tok:                "JWT Token not found",
-			"Bearer nonsense":               "Invalid JWT Token",
-			"Bearer " + e.appKey:            "Invalid JWT Token", // an API key is not a token
+			"":                               "JWT Token not found",
+			"Basic " + e.tok:                 "JWT Token not found",
+			"Bearer nonsense":                "Invalid JWT Token",
+			"Bearer " + e.appKey:             "Invalid JWT Token", // an API key is not a token
 			"Bearer " + e.tok[:len(e.tok)-4]: "Invalid JWT Token", // a broken signature
 		} {
 			r := e.send("GET", list.tpl, auth, "", nil, nil)

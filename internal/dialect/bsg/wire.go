@@ -15,23 +15,23 @@ import (
 // session is TwoFactorAuthenticationSchema; with Messages set it is
 // TwoFactorAuthenticationMessagesResource.
 type session struct {
-	ID           string      `json:"id"`
-	Recipient    string      `json:"recipient"`
-	Status       string      `json:"status"`
-	Channel      string      `json:"channel"`
-	Sender       string      `json:"sender"`
-	SenderAlt    *string     `json:"sender_alt"`
-	MessageText  string      `json:"message_text"`
-	CodeLifetime int         `json:"code_lifetime"`
-	CodeMaxTries int         `json:"code_max_tries"`
-	CodeDigits   int         `json:"code_digits"`
-	Price        json.Number `json:"price"`
-	Currency     string      `json:"currency"`
-	CountryCode  string      `json:"country_code"`
-	ExpiredAt    string      `json:"expired_at"`
-	CreatedAt    string      `json:"created_at"`
-	FinishedAt   *string     `json:"finished_at"`
-	Messages     *[]wireMessage  `json:"messages,omitempty"`
+	ID           string         `json:"id"`
+	Recipient    string         `json:"recipient"`
+	Status       string         `json:"status"`
+	Channel      string         `json:"channel"`
+	Sender       string         `json:"sender"`
+	SenderAlt    *string        `json:"sender_alt"`
+	MessageText  string         `json:"message_text"`
+	CodeLifetime int            `json:"code_lifetime"`
+	CodeMaxTries int            `json:"code_max_tries"`
+	CodeDigits   int            `json:"code_digits"`
+	Price        json.Number    `json:"price"`
+	Currency     string         `json:"currency"`
+	CountryCode  string         `json:"country_code"`
+	ExpiredAt    string         `json:"expired_at"`
+	CreatedAt    string         `json:"created_at"`
+	FinishedAt   *string        `json:"finished_at"`
+	Messages     *[]wireMessage `json:"messages,omitempty"`
 }
 
 // message is TwoFactorMessageResource.
