@@ -24,6 +24,7 @@ func FuzzRequests(f *testing.F) {
 		`{"api_key":"live_8JeF1mLckxI4QResuP6X"}`,
 		`{"template_id":1e3,"code_digits":5.0,"code_lifetime":3e2}`,
 		`{"recipient":null,"sender_alt":null,"template_id":"0123"}`,
+		`{"recipient":"61401629754","channel":"sms","sender":"SENDER","template_id":1,"code_lifetime":"300","code_max_tries":3,"code_digits":5}`,
 		`{"a":1} {"b":2}`, `[]`, `null`, ``, `{`, `{"recipient":"١٢٣٤٥٦٧٨٩"}`, "{\"sender\":\"A\x00B\"}",
 	} {
 		f.Add([]byte(s))
@@ -56,6 +57,15 @@ func FuzzRequests(f *testing.F) {
 				t.Fatalf("template_id %d accepted", r.TemplateID)
 			case r.Lifetime < 30 || r.Lifetime > 300, r.MaxTries < 1 || r.MaxTries > 5, r.Digits < 3 || r.Digits > 9:
 				t.Fatalf("out of range accepted: %+v", r)
+			}
+			var members map[string]json.RawMessage
+			if err := json.Unmarshal(raw, &members); err != nil {
+				t.Fatalf("accepted a body that is not a JSON object: %q", raw)
+			}
+			for _, name := range []string{"code_lifetime", "code_max_tries", "code_digits"} {
+				if v := strings.TrimSpace(string(members[name])); v == "" || !strings.ContainsAny(v[:1], "-0123456789") {
+					t.Fatalf("%s accepted as %s", name, v)
+				}
 			}
 		}
 

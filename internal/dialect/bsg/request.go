@@ -145,6 +145,9 @@ func (b *body) integer(name string, lo, hi int) (int, bool) {
 
 // jsonInt reads a JSON number that is an integer (3, 3.0, 3e0) and fits an int64.
 func jsonInt(v json.RawMessage) (int64, bool) {
+	if t := bytes.TrimSpace(v); len(t) == 0 || t[0] == '"' { // json.Number would take "300"
+		return 0, false
+	}
 	dec := json.NewDecoder(bytes.NewReader(v))
 	dec.UseNumber()
 	var num json.Number
