@@ -91,7 +91,7 @@ func (e *Engine) SendBSG(ctx context.Context, p Principal, r BSGSend) (*BSGSessi
 	return bsgSession(s, nil), nil // just queued: nothing charged yet
 }
 
-// bsgChallenge returns the tenant's BSG session id, or ErrNotFound.
+// bsgGet returns the tenant's BSG session (expired first if due), or ErrNotFound for any other.
 func (e *Engine) bsgGet(ctx context.Context, p Principal, id string) (*Session, error) {
 	s, err := e.Get(ctx, p, id)
 	if err != nil {
