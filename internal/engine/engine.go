@@ -171,6 +171,8 @@ type Engine struct {
 	notify   func()          // wakes the outbox worker after a commit that enqueued mail
 	metrics  *Metrics
 	signer   signer // JWT signing keys (signing.go)
+	// access tokens whose signature was checked (oauth.go)
+	accessTokens accessTokenCache
 	// configured delivery providers (providers.go)
 	delivery deliveryState
 	// checked BSG bearer tokens (bsg_auth.go)

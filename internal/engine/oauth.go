@@ -2,10 +2,12 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -89,17 +91,51 @@ func (e *Engine) IssueAccessToken(ctx context.Context, p Principal) (*AccessToke
 	return &AccessToken{AccessToken: at, IDToken: it, TokenType: "bearer", ExpiresIn: exp.Sub(now), ExpiresAt: exp}, nil
 }
 
+// accessTokenCache remembers access tokens whose signature and claims were checked, by the
+// SHA-256 of the token, until they expire. Checking an ES256 signature is most of the CPU an
+// authenticated request costs, and a client sends the same token for hours. Only the
+// signature check is remembered: revocation and the application are read from the database on
+// every request, so a revoked token is refused at once on every instance all the same. The cache
+// holds at most maxCachedAccessTokens entries and starts afresh when full.
+type accessTokenCache struct {
+	mu sync.Mutex
+	m  map[[32]byte]*oauthClaims
+}
+
+const maxCachedAccessTokens = 10000
+
 // parseAccess verifies an access token's signature, lifetime, issuer, audience and use.
 func (e *Engine) parseAccess(ctx context.Context, token string) (*oauthClaims, error) {
-	var c oauthClaims
-	if err := e.ParseJWT(ctx, token, &c); err != nil {
+	if len(token) > 8192 {
+		return nil, ErrInvalidToken
+	}
+	sum := sha256.Sum256([]byte(token))
+	now := e.clock.Now()
+	cache := &e.accessTokens
+	cache.mu.Lock()
+	c, ok := cache.m[sum]
+	cache.mu.Unlock()
+	if ok {
+		if now.Before(c.ExpiresAt.Time) && !now.Before(c.NotBefore.Time) {
+			return c, nil
+		}
+		return nil, ErrInvalidToken
+	}
+	c = &oauthClaims{}
+	if err := e.ParseJWT(ctx, token, c); err != nil {
 		return nil, err
 	}
 	if c.Use != tokenUseAccess || c.Issuer != e.cfg.Tokens.Issuer || c.ID == "" || c.TenantID == "" ||
-		c.AppID == "" || !slices.Contains(c.Audience, accessAudience) {
+		c.AppID == "" || !slices.Contains(c.Audience, accessAudience) || c.ExpiresAt == nil || c.NotBefore == nil {
 		return nil, ErrInvalidToken
 	}
-	return &c, nil
+	cache.mu.Lock()
+	if cache.m == nil || len(cache.m) >= maxCachedAccessTokens {
+		cache.m = make(map[[32]byte]*oauthClaims)
+	}
+	cache.m[sum] = c
+	cache.mu.Unlock()
+	return c, nil
 }
 
 // VerifyAccessToken checks a bearer access token and returns the application it was issued to.

@@ -243,12 +243,19 @@ func TestAccessTokenRevocationOnEveryInstance(t *testing.T) {
 		if _, err := bEng.VerifyAccessToken(ctx, tok2.AccessToken); !errors.Is(err, engine.ErrUnauthenticated) {
 			t.Errorf("token of a deleted application accepted: %v", err)
 		}
-		// Expiry.
+		// Expiry, also of a token whose signature check is remembered.
 		tok3, err := a.IssueAccessToken(ctx, p2)
 		if err != nil {
 			t.Fatal(err)
 		}
-		f.clk.Advance(2*time.Hour + time.Second)
+		if _, err := bEng.VerifyAccessToken(ctx, tok3.AccessToken); err != nil {
+			t.Fatal(err)
+		}
+		f.clk.Advance(2*time.Hour - time.Second)
+		if _, err := bEng.VerifyAccessToken(ctx, tok3.AccessToken); err != nil {
+			t.Fatalf("token before its expiry: %v", err)
+		}
+		f.clk.Advance(2 * time.Second)
 		if _, err := bEng.VerifyAccessToken(ctx, tok3.AccessToken); !errors.Is(err, engine.ErrUnauthenticated) {
 			t.Errorf("expired token accepted: %v", err)
 		}
