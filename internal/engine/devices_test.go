@@ -570,6 +570,14 @@ func TestChallengeDevices(t *testing.T) {
 		if r := f.verify(t, sms.Device.ID, second); r.Success || !r.Locked {
 			t.Fatalf("the right code on a locked device: %+v", r)
 		}
+		// The device's session cannot be checked around the device's lockout through the
+		// generic verification path (SECURITY.md 23): it is not found there at all.
+		if d.ChallengeID == "" {
+			t.Fatal("the locked device has no pending challenge to probe")
+		}
+		if _, err := f.eng.Check(ctx, f.admin, d.ChallengeID, second); !errors.Is(err, engine.ErrNotFound) {
+			t.Fatalf("generic check of a device session: %v, want ErrNotFound", err)
+		}
 		if _, err := f.eng.ChallengeDevice(ctx, f.admin, ref, ""); !errors.Is(err, engine.ErrDeviceLocked) {
 			t.Fatalf("a challenge for a locked device: %v", err)
 		}

@@ -227,7 +227,7 @@ func (e *Engine) verifyByChallenge(ctx context.Context, p Principal, d *store.De
 	if d.ChallengeID == "" {
 		return &DeviceResult{Device: e.deviceView(d, e.clock.Now())}, nil
 	}
-	res, err := e.Check(ctx, p, d.ChallengeID, code)
+	res, err := e.check(ctx, p, d.ChallengeID, code, func(c *store.Challenge) bool { return c.DeviceID == d.ID })
 	if errors.Is(err, ErrNotFound) {
 		return &DeviceResult{Device: e.deviceView(d, e.clock.Now())}, nil
 	}

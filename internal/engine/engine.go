@@ -81,6 +81,9 @@ func DefaultConfig() Config {
 		},
 		Retention:       7 * 24 * time.Hour,
 		MessageAttempts: 5,
+		Messaging:       MessagingPolicy{}.withDefaults(),
+		Devices:         DevicePolicy{}.withDefaults(),
+		Tokens:          TokenPolicy{}.withDefaults(),
 	}
 }
 

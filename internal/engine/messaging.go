@@ -134,6 +134,10 @@ type MessagingSettings struct {
 	Currency               string         `json:"currency"`
 }
 
+// MaxTenantLimitWindow bounds the window of a limit a tenant sets for itself; the janitor keeps
+// rate events at least this long, so no tenant window is ever cut short.
+const MaxTenantLimitWindow = 24 * time.Hour
+
 // LimitSetting is a sliding-window limit in JSON: at most Count per WindowSeconds (0 = off).
 type LimitSetting struct {
 	Count         int `json:"count"`
@@ -183,7 +187,7 @@ func (s MessagingSettings) check() ValidationErrors {
 	if s.MinCodeLength < MinAllowedCodeLength || s.MinCodeLength > MaxCodeLength {
 		errs = append(errs, fieldErr("min_code_length", "must be %d–%d", MinAllowedCodeLength, MaxCodeLength))
 	}
-	if l := s.PrefixLimit; l.Count < 0 || (l.Count > 0 && (l.WindowSeconds < 1 || l.WindowSeconds > 86400)) {
+	if l := s.PrefixLimit; l.Count < 0 || (l.Count > 0 && (l.WindowSeconds < 1 || l.WindowSeconds > int(MaxTenantLimitWindow/time.Second))) {
 		errs = append(errs, fieldErr("prefix_limit", "count must be ≥ 0 (0 = off) and window_seconds 1–86400"))
 	}
 	if s.DialCodeDailyCap < 0 {

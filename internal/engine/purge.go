@@ -10,12 +10,15 @@ import (
 
 // Purge deletes rows that no rule needs any more: finished sessions and final messages older
 // than the retention, rate events older than the longest limit window, idempotency keys older
-// than a day. Pending sessions are never purged (they expire lazily first), so a purge can never
+// than a day, retired signing keys, and dead one-time tokens, sessions and revocations. Pending sessions are never purged (they expire lazily first), so a purge can never
 // make a dead code valid again.
 func (e *Engine) Purge(ctx context.Context) (store.PurgeResult, error) {
 	now := e.clock.Now()
 	l := e.cfg.Limits
-	window := max(l.Recipient.Window, l.IP.Window, l.Application.Window, l.Tenant.Window, e.cfg.ResendCooldown)
+	// Rate events must outlive the longest window any limit may use: the deployment's, and
+	// whatever a tenant set for itself (bounded by MaxTenantLimitWindow).
+	window := max(l.Recipient.Window, l.IP.Window, l.Application.Window, l.Tenant.Window, e.cfg.ResendCooldown,
+		e.cfg.Messaging.PrefixLimit.Window, e.cfg.Messaging.DuplicateWindow, MaxTenantLimitWindow)
 	keep := now.Add(-e.cfg.Retention)
 	res, err := e.store.Purge(ctx, store.PurgePolicy{
 		ChallengesFinishedBefore: keep,
@@ -29,6 +32,9 @@ func (e *Engine) Purge(ctx context.Context) (store.PurgeResult, error) {
 		var n int64
 		n, err = e.store.DeleteSigningKeys(ctx, now.Add(-SigningKeyRetention))
 		e.metrics.purgedAdd("signing_keys", n)
+	}
+	if err == nil {
+		_, err = e.PurgeTokens(ctx)
 	}
 	e.metrics.purgedAdd("challenges", res.Challenges)
 	e.metrics.purgedAdd("messages", res.Messages)

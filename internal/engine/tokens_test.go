@@ -350,6 +350,15 @@ func TestPurgeTokens(t *testing.T) {
 		if _, err := f.eng.RedeemOneTimeToken(ctx, fresh.Token, "user_login"); err != nil {
 			t.Errorf("live token after purge: %v", err)
 		}
+		// The janitor's Purge includes the tokens: after it, nothing is left for PurgeTokens.
+		f.ott(t, engine.OTTRequest{Purpose: "user_login", Login: "pat"})
+		f.clk.Advance(2 * time.Minute)
+		if _, err := f.eng.Purge(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := f.eng.PurgeTokens(ctx); err != nil || n != 0 {
+			t.Errorf("after Purge, PurgeTokens found %d (%v): Purge did not purge tokens", n, err)
+		}
 	})
 }
 

@@ -321,9 +321,16 @@ func (r CheckResult) Valid() bool { return r.Outcome == OutcomeVerified }
 // is counted was evaluated against the state it was counted on, a guess that lost the race is
 // never reported (it is re-judged, usually as "finished"), and the writes stay short — on SQLite
 // the read does not even enter the single-writer queue.
+//
+// A session that belongs to an OTP device (an SMS or EMAIL device's challenge) is not found
+// here: it can only be checked through VerifyDevice, so the device's fail counter and lockout
+// apply on every path (SECURITY.md 23).
 func (e *Engine) Check(ctx context.Context, p Principal, id, code string) (*CheckResult, error) {
-	return e.check(ctx, p, id, code, nil)
+	return e.check(ctx, p, id, code, notDeviceBound)
 }
+
+// notDeviceBound admits the sessions that do not belong to an OTP device.
+func notDeviceBound(c *store.Challenge) bool { return c.DeviceID == "" }
 
 // check is Check on the sessions accept admits (nil: all); the others are not found.
 func (e *Engine) check(ctx context.Context, p Principal, id, code string, accept func(*store.Challenge) bool) (*CheckResult, error) {
