@@ -683,6 +683,10 @@ func TestOpenAPIResponsesMatchServer(t *testing.T) {
 		t.Errorf("dev inbox for alice: %v", inbox)
 	}
 	e.do(oapiCall{method: "GET", path: "/v1/dev/messages", key: A, status: 200})
+	if l := e.do(oapiCall{method: "GET", path: "/v1/dev/messages?limit=1", key: A, status: 200}); len(l["messages"].([]any)) != 1 {
+		t.Errorf("dev inbox limit=1: %v", l)
+	}
+	e.do(oapiCall{method: "GET", path: "/v1/dev/messages?limit=0", key: A, status: 400, code: "invalid_request", req: reqInvalid})
 
 	// ---- get, list ----
 	e.do(oapiCall{method: "GET", path: "/v1/verifications/" + noneID, key: A, status: 200})

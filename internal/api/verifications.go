@@ -228,7 +228,15 @@ func (s *Server) devMessages(w http.ResponseWriter, r *http.Request, p engine.Pr
 	if err != nil {
 		return err
 	}
-	msgs, err := s.eng.DevInbox(r.Context(), p, q.Get("to"), 50)
+	limit := 50
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 500 {
+			return &engine.ValidationError{Field: "limit", Message: "must be 1–500"}
+		}
+		limit = n
+	}
+	msgs, err := s.eng.DevInbox(r.Context(), p, q.Get("to"), limit)
 	if err != nil {
 		return err
 	}

@@ -67,7 +67,7 @@ func (e *Engine) RunJanitor(ctx context.Context, interval time.Duration) {
 // DevInbox lists what the log provider "sent" to a recipient of the caller's tenant (all
 // recipients when to is empty), newest first.
 func (e *Engine) DevInbox(ctx context.Context, p Principal, to string, limit int) ([]logsender.InboxMessage, error) {
-	if limit <= 0 || limit > 200 {
+	if limit <= 0 || limit > 500 {
 		limit = 50
 	}
 	if to != "" {
