@@ -81,7 +81,7 @@ func TestBSGMigrationFlow(t *testing.T) {
 		t.Fatalf("send with the approved template: %d %v", st, v)
 	}
 	p.stop()
-	if strings.Contains(p.stderr.String(), code) || strings.Contains(p.stderr.String(), tok) {
+	if leaks(p.stderr.String(), code) || leaks(p.stderr.String(), tok) {
 		t.Error("a code or a bearer token reached the log")
 	}
 }

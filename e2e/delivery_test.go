@@ -393,7 +393,7 @@ func TestProviderCLI(t *testing.T) {
 		t.Errorf("provider delete: %v %s", err, out)
 	}
 	p.stop()
-	if strings.Contains(p.stderr.String(), secret) {
+	if leaks(p.stderr.String(), secret) {
 		t.Error("the server log holds the provider secret")
 	}
 

@@ -24,6 +24,7 @@ import (
 	"github.com/otpd/otpd/internal/keys"
 	"github.com/otpd/otpd/internal/store"
 	"github.com/otpd/otpd/internal/store/storetest"
+	"github.com/otpd/otpd/internal/testlog"
 	"github.com/otpd/otpd/internal/testpg"
 	"github.com/otpd/otpd/internal/testsmtp"
 )
@@ -164,7 +165,7 @@ func runOnce(t *testing.T, w *deliver.Worker, want int) {
 // noSecrets fails if the code appears in the worker's log or in the stored error texts.
 func (f *fixture) noSecrets(t *testing.T, code string, msgs ...*store.Message) {
 	t.Helper()
-	if strings.Contains(f.logs.String(), code) {
+	if testlog.Leaks(f.logs.String(), code) {
 		t.Errorf("log contains the code:\n%s", f.logs.String())
 	}
 	for _, m := range msgs {

@@ -19,6 +19,7 @@ import (
 	"github.com/otpd/otpd/internal/keys"
 	"github.com/otpd/otpd/internal/store"
 	"github.com/otpd/otpd/internal/store/storetest"
+	"github.com/otpd/otpd/internal/testlog"
 	"github.com/otpd/otpd/internal/testpg"
 )
 
@@ -206,7 +207,7 @@ func TestWorkerWithLogProvider(t *testing.T) {
 		if err != nil || len(inbox) != 1 || inbox[0].Body != "Your code is 424242" || inbox[0].ID != got.ProviderMessageID {
 			t.Errorf("inbox = %+v, %v (provider id %q)", inbox, err, got.ProviderMessageID)
 		}
-		if strings.Contains(logs.String(), "424242") {
+		if testlog.Leaks(logs.String(), "424242") {
 			t.Errorf("log contains the code:\n%s", logs.String())
 		}
 	})
