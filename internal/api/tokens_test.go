@@ -118,7 +118,7 @@ func driveTokenEndpoints(e *oapiEnv) {
 	now := e.clk.Now()
 	ch := &store.Challenge{TenantID: tn.ID, Channel: "none", Recipient: "user:" + uID, Purpose: "reset",
 		CodeHash: []byte("not a hash of anything"), CodeLength: 6, Status: store.StatusPending, MaxAttempts: 3,
-		Sends: 1, MaxSends: 1, LastSentAt: now, TTL: 5 * time.Minute, UserID: uID, CreatedAt: now, ExpiresAt: now.Add(5 * time.Minute)}
+		Sends: 1, MaxSends: 1, LastSentAt: now, TTL: 5 * time.Minute, UserID: uID, Surface: "user_otp", CreatedAt: now, ExpiresAt: now.Add(5 * time.Minute)}
 	if err := e.st.InTx(ctx, func(q store.Queries) error {
 		if err := q.CreateChallenge(ctx, ch); err != nil {
 			return err

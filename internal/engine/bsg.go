@@ -84,7 +84,7 @@ func (e *Engine) SendBSG(ctx context.Context, p Principal, r BSGSend) (*BSGSessi
 		return nil, err
 	}
 	s, err := e.Start(ctx, p, StartRequest{Channel: r.Channel, To: r.Recipient, CodeLength: r.Digits,
-		TTL: r.Lifetime, MaxAttempts: r.MaxTries, ClientIP: r.ClientIP, Metadata: meta})
+		TTL: r.Lifetime, MaxAttempts: r.MaxTries, ClientIP: r.ClientIP, Metadata: meta, Surface: SurfaceBSG})
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +132,7 @@ func (e *Engine) ResendBSG(ctx context.Context, p Principal, id string) (*BSGSes
 	if _, err := e.bsgGet(ctx, p, id); err != nil {
 		return nil, err
 	}
-	s, err := e.Resend(ctx, p, id)
+	s, err := e.resend(ctx, p, id, isBSG)
 	if s == nil {
 		return nil, err
 	}
@@ -149,7 +149,7 @@ func (e *Engine) CancelBSG(ctx context.Context, p Principal, id string) (*BSGSes
 	if _, err := e.bsgGet(ctx, p, id); err != nil {
 		return nil, err
 	}
-	s, err := e.Cancel(ctx, p, id)
+	s, err := e.cancel(ctx, p, id, isBSG)
 	if s == nil {
 		return nil, err
 	}

@@ -536,13 +536,15 @@ func (e *Engine) UpdateDevice(ctx context.Context, p Principal, r DeviceRef, c D
 			changed = append(changed, "pin")
 		}
 		if c.Status != nil {
-			lifts := d.Status == store.DeviceLocked && (*c.Status == store.DeviceValidated || *c.Status == store.DeviceCreated)
-			if lifts {
-				if err := requireAdmin(p); err != nil { // as UnlockDevice: lifting a lock is an operator's act
+			// Leaving a lock in any direction (even by way of D, then V) is an operator's act, as
+			// UnlockDevice is; so is clearing the fail count. Anyone else's status change keeps
+			// the count and the lock history, so re-stating a status opens no guessing window.
+			if d.StatusAt(now) == store.DeviceLocked && *c.Status != store.DeviceLocked {
+				if err := requireAdmin(p); err != nil {
 					return err
 				}
 			}
-			setDeviceStatus(d, *c.Status, now)
+			setDeviceStatus(d, *c.Status, now, p.IsAdmin())
 			changed = append(changed, "status:"+*c.Status)
 			retarget = retarget || *c.Status == store.DeviceDisabled
 		}
@@ -563,16 +565,23 @@ func (e *Engine) UpdateDevice(ctx context.Context, p Principal, r DeviceRef, c D
 	return e.deviceView(d, now), nil
 }
 
-// setDeviceStatus applies an operator's status change.
-func setDeviceStatus(d *store.Device, status string, now time.Time) {
+// setDeviceStatus applies a status change. Only an operator's (admin key's) change to V or C
+// clears the fail count, the lockout history and the lock.
+func setDeviceStatus(d *store.Device, status string, now time.Time, operator bool) {
 	switch status {
 	case store.DeviceValidated:
 		if d.ValidatedAt == nil {
 			d.ValidatedAt = &now
 		}
-		d.Status, d.Fails, d.Lockouts, d.LockedUntil = status, 0, 0, nil
+		d.Status = status
+		if operator {
+			d.Fails, d.Lockouts, d.LockedUntil = 0, 0, nil
+		}
 	case store.DeviceCreated:
-		d.Status, d.ValidatedAt, d.Fails, d.Lockouts, d.LockedUntil = status, nil, 0, 0, nil
+		d.Status, d.ValidatedAt = status, nil
+		if operator {
+			d.Fails, d.Lockouts, d.LockedUntil = 0, 0, nil
+		}
 	case store.DeviceDisabled:
 		d.Status = status
 	case store.DeviceLocked:

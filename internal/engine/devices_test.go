@@ -258,6 +258,39 @@ func TestDeviceLockoutAndTimedUnlock(t *testing.T) {
 	})
 }
 
+// TestStatusChangeKeepsFailures: an application key re-stating a device's status (D, then V)
+// does not clear its fail count, so guesses cannot be spread over "fresh" budgets.
+func TestStatusChangeKeepsFailures(t *testing.T) {
+	f := devSetup(t, storetest.Backends()[0], engine.Config{})
+	en := f.enroll(t, engine.EnrollRequest{Type: "TOTP"})
+	id := en.Device.ID
+	app := engine.Principal{TenantID: f.admin.TenantID, ApplicationID: "app-1", Role: store.RoleApp}
+	ctx := context.Background()
+	for range 4 {
+		f.verify(t, id, wrongCode(totpCode(t, en.URI, f.clk.Now())))
+	}
+	for _, st := range []string{"D", "V", "C"} {
+		if _, err := f.eng.UpdateDevice(ctx, app, engine.DeviceRef{ID: id}, engine.DeviceChanges{Status: &st}); err != nil {
+			t.Fatalf("status %s: %v", st, err)
+		}
+		d, _ := f.eng.GetDevice(ctx, f.admin, engine.DeviceRef{ID: id})
+		if d.Fails != 4 {
+			t.Fatalf("after an application key set %s: fails %d, want 4", st, d.Fails)
+		}
+	}
+	if r := f.verify(t, id, wrongCode(totpCode(t, en.URI, f.clk.Now()))); !r.Locked {
+		t.Fatalf("the fifth failure did not lock: %+v", r)
+	}
+	// An operator's V does clear it (as UnlockDevice does).
+	v := "V"
+	if _, err := f.eng.UpdateDevice(ctx, f.admin, engine.DeviceRef{ID: id}, engine.DeviceChanges{Status: &v}); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := f.eng.GetDevice(ctx, f.admin, engine.DeviceRef{ID: id}); d.Fails != 0 || d.State != "V" {
+		t.Fatalf("after the operator's V: %+v", d)
+	}
+}
+
 // TestDeviceHardCap: at 100 consecutive failures the lock no longer runs out; only an operator
 // unlocks. Configuration cannot allow more (SECURITY.md 19).
 func TestDeviceHardCap(t *testing.T) {
@@ -279,9 +312,13 @@ func TestDeviceHardCap(t *testing.T) {
 		if _, err := f.eng.UnlockDevice(context.Background(), app, engine.DeviceRef{ID: id}); !errors.Is(err, engine.ErrForbidden) {
 			t.Fatalf("an application key unlocked a device: %v", err)
 		}
-		validated := "V"
+		validated, disabled := "V", "D"
 		if _, err := f.eng.UpdateDevice(context.Background(), app, engine.DeviceRef{ID: id}, engine.DeviceChanges{Status: &validated}); !errors.Is(err, engine.ErrForbidden) {
 			t.Fatalf("an application key lifted a lock by a status change: %v", err)
+		}
+		// Nor by a detour through D (then V): leaving a lock in any direction needs an admin.
+		if _, err := f.eng.UpdateDevice(context.Background(), app, engine.DeviceRef{ID: id}, engine.DeviceChanges{Status: &disabled}); !errors.Is(err, engine.ErrForbidden) {
+			t.Fatalf("an application key disabled a locked device (the first step of lifting it): %v", err)
 		}
 		if _, err := f.eng.UnlockDevice(context.Background(), f.admin, engine.DeviceRef{ID: id}); err != nil {
 			t.Fatal(err)

@@ -227,7 +227,7 @@ func (e *Engine) verifyByChallenge(ctx context.Context, p Principal, d *store.De
 	if d.ChallengeID == "" {
 		return &DeviceResult{Device: e.deviceView(d, e.clock.Now())}, nil
 	}
-	res, err := e.check(ctx, p, d.ChallengeID, code, func(c *store.Challenge) bool { return c.DeviceID == d.ID })
+	res, err := e.check(ctx, p, d.ChallengeID, code, deviceSession(d.ID))
 	if errors.Is(err, ErrNotFound) {
 		return &DeviceResult{Device: e.deviceView(d, e.clock.Now())}, nil
 	}
@@ -253,6 +253,11 @@ func (e *Engine) verifyByChallenge(ctx context.Context, p Principal, d *store.De
 		}
 	}
 	return nil, fmt.Errorf("%w: the device is changing too fast, retry", ErrConflict)
+}
+
+// deviceSession admits the challenge sessions of one device.
+func deviceSession(deviceID string) func(*store.Challenge) bool {
+	return func(c *store.Challenge) bool { return c.Surface == SurfaceDevice && c.DeviceID == deviceID }
 }
 
 // ResyncDevice moves an HOTP device's counter after two consecutive codes found within
@@ -336,7 +341,7 @@ func (e *Engine) ChallengeDevice(ctx context.Context, p Principal, r DeviceRef, 
 	}
 	var s *Session
 	if d.ChallengeID != "" {
-		s, err = e.Resend(ctx, p, d.ChallengeID)
+		s, err = e.resend(ctx, p, d.ChallengeID, deviceSession(d.ID))
 		var fe *FinishedError
 		switch {
 		case errors.As(err, &fe), errors.Is(err, ErrNotFound):
@@ -346,7 +351,7 @@ func (e *Engine) ChallengeDevice(ctx context.Context, p Principal, r DeviceRef, 
 		}
 	}
 	if s == nil {
-		s, err = e.Start(ctx, p, StartRequest{Channel: channel, To: to, Purpose: "device", ClientIP: clientIP,
+		s, err = e.Start(ctx, p, StartRequest{Channel: channel, To: to, Purpose: "device", ClientIP: clientIP, Surface: SurfaceDevice,
 			UserID: d.UserID, DeviceID: d.ID})
 		if err != nil {
 			return nil, err

@@ -666,3 +666,30 @@ func TestNoPlaintextCodeAtRest(t *testing.T) {
 		}
 	})
 }
+
+// TestSurfacesOwnTheirSessions: the native Check, Resend and Cancel do not act on another
+// surface's session (a user OTP, a device's challenge, a BSG or OpenIAM session), so the native
+// API is no way around that surface's rules; reading them stays possible.
+func TestSurfacesOwnTheirSessions(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, b storetest.Backend) {
+		f := setup(t, b, engine.Config{})
+		ctx := context.Background()
+		for i, surface := range []string{engine.SurfaceUserOTP, engine.SurfaceDevice, engine.SurfaceBSG, engine.SurfaceOpenIAM} {
+			s := f.start(t, engine.StartRequest{To: fmt.Sprintf("owner%d@example.com", i), Surface: surface})
+			f.clk.Advance(31 * time.Second)
+			if _, err := f.eng.Check(ctx, f.admin, s.ID, s.Code); !errors.Is(err, engine.ErrNotFound) {
+				t.Errorf("%s: native check: %v", surface, err)
+			}
+			if _, err := f.eng.Resend(ctx, f.admin, s.ID); !errors.Is(err, engine.ErrNotFound) {
+				t.Errorf("%s: native resend: %v", surface, err)
+			}
+			if _, err := f.eng.Cancel(ctx, f.admin, s.ID); !errors.Is(err, engine.ErrNotFound) {
+				t.Errorf("%s: native cancel: %v", surface, err)
+			}
+			g, err := f.eng.Get(ctx, f.admin, s.ID)
+			if err != nil || g.Status != "pending" || g.Attempts != 0 || g.Sends != 1 {
+				t.Errorf("%s: the session was touched: %+v %v", surface, g, err)
+			}
+		}
+	})
+}

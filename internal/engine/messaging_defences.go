@@ -64,7 +64,7 @@ func parseSessionMeta(raw string) sessionMeta {
 }
 
 // isBSG reports whether a challenge is a BSG session.
-func isBSG(c *store.Challenge) bool { return parseSessionMeta(c.Metadata).BSG != nil }
+func isBSG(c *store.Challenge) bool { return c.Surface == SurfaceBSG }
 
 // phoneChannel reports whether messages on ch cost money per message and go to phone numbers.
 func phoneChannel(ch string) bool {

@@ -89,7 +89,7 @@ func (e *Engine) SendSelfServiceCode(ctx context.Context, p Principal, channel, 
 	mf := e.clock.Now().UnixMilli()
 	for range maxMovingFactorTries {
 		s, err := e.Start(ctx, p, StartRequest{Channel: channel, To: to, ClientIP: clientIP,
-			Purpose: SelfServicePurpose, Handle: selfServiceHandlePrefix + strconv.FormatInt(mf, 10)})
+			Purpose: SelfServicePurpose, Handle: selfServiceHandlePrefix + strconv.FormatInt(mf, 10), Surface: SurfaceOpenIAM})
 		if errors.Is(err, ErrConflict) {
 			mf++
 			continue
@@ -116,5 +116,5 @@ func (e *Engine) CheckSelfServiceCode(ctx context.Context, p Principal, channel 
 	if c.Channel != channel {
 		return nil, ErrNotFound
 	}
-	return e.Check(ctx, p, c.ID, code)
+	return e.check(ctx, p, c.ID, code, ownedBy(SurfaceOpenIAM))
 }

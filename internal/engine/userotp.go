@@ -125,7 +125,7 @@ func (e *Engine) IssueUserOTP(ctx context.Context, p Principal, r UserOTPRequest
 	}
 
 	c, err := e.newChallenge(p, StartRequest{Channel: ChannelNone, To: "user:" + user.ID, TTL: ttl,
-		Purpose: r.Purpose, UserID: user.ID})
+		Purpose: r.Purpose, UserID: user.ID, Surface: SurfaceUserOTP})
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +175,7 @@ func (e *Engine) VerifyUserOTP(ctx context.Context, p Principal, userID, purpose
 	if err != nil {
 		return nil, mapStoreErr(err)
 	}
-	res, err := e.Check(ctx, p, slot.ChallengeID, otp)
+	res, err := e.check(ctx, p, slot.ChallengeID, otp, ownedBy(SurfaceUserOTP))
 	if err != nil {
 		return nil, err
 	}

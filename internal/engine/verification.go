@@ -36,8 +36,25 @@ type StartRequest struct {
 	// Metadata is a JSON object of dialect data kept with the session (e.g. BSG's template,
 	// sender and sender_alt), read back by composeMessage and the dialect.
 	Metadata string
+	// Surface owns the session (SurfaceNative by default); only it checks, resends or cancels it.
+	Surface string
 
 	minCodeLength int // a tenant's lower bound for BSG sends (messaging_defences.go); 0: MinCodeLength
+}
+
+// Surfaces that own verification sessions. Each acts only on its own sessions, so no surface
+// becomes a way around another's rules (a device's lockout, a user OTP's requestor check).
+const (
+	SurfaceNative  = ""
+	SurfaceBSG     = "bsg"
+	SurfaceOpenIAM = "openiam"
+	SurfaceDevice  = "device"
+	SurfaceUserOTP = "user_otp"
+)
+
+// ownedBy admits the sessions of one surface.
+func ownedBy(surface string) func(*store.Challenge) bool {
+	return func(c *store.Challenge) bool { return c.Surface == surface }
 }
 
 // Session is a verification session as the engine reports it.
@@ -205,7 +222,7 @@ func (e *Engine) newChallenge(p Principal, r StartRequest) (*store.Challenge, er
 		Channel: r.Channel, Recipient: to, Purpose: r.Purpose, CodeLength: length,
 		Status: store.StatusPending, MaxAttempts: tries, Sends: 1, MaxSends: e.cfg.MaxSends,
 		LastSentAt: now, TTL: ttl, ClientIP: ip, Metadata: r.Metadata,
-		UserID: r.UserID, DeviceID: r.DeviceID, Handle: r.Handle,
+		UserID: r.UserID, DeviceID: r.DeviceID, Handle: r.Handle, Surface: r.Surface,
 		CreatedAt: now, ExpiresAt: now.Add(ttl),
 	}
 	if c.Metadata == "" {
@@ -322,15 +339,12 @@ func (r CheckResult) Valid() bool { return r.Outcome == OutcomeVerified }
 // never reported (it is re-judged, usually as "finished"), and the writes stay short — on SQLite
 // the read does not even enter the single-writer queue.
 //
-// A session that belongs to an OTP device (an SMS or EMAIL device's challenge) is not found
-// here: it can only be checked through VerifyDevice, so the device's fail counter and lockout
-// apply on every path (SECURITY.md 23).
+// Check acts on the native API's sessions only; another surface's session is not found here
+// (e.g. an SMS device's challenge can only be checked through VerifyDevice, so the device's fail
+// counter and lockout apply on every path — SECURITY.md 23).
 func (e *Engine) Check(ctx context.Context, p Principal, id, code string) (*CheckResult, error) {
-	return e.check(ctx, p, id, code, notDeviceBound)
+	return e.check(ctx, p, id, code, ownedBy(SurfaceNative))
 }
-
-// notDeviceBound admits the sessions that do not belong to an OTP device.
-func notDeviceBound(c *store.Challenge) bool { return c.DeviceID == "" }
 
 // check is Check on the sessions accept admits (nil: all); the others are not found.
 func (e *Engine) check(ctx context.Context, p Principal, id, code string, accept func(*store.Challenge) bool) (*CheckResult, error) {
@@ -424,6 +438,11 @@ func (e *Engine) expireIfDue(ctx context.Context, q store.Queries, c *store.Chal
 // Resend issues a new code for a pending session: the old code stops working, the lifetime
 // starts again, the try budget does not refill (NIST SP 800-63B-4 §3.1.3.2).
 func (e *Engine) Resend(ctx context.Context, p Principal, id string) (*Session, error) {
+	return e.resend(ctx, p, id, ownedBy(SurfaceNative))
+}
+
+// resend is Resend on the sessions accept admits; the others are not found.
+func (e *Engine) resend(ctx context.Context, p Principal, id string, accept func(*store.Challenge) bool) (*Session, error) {
 	var (
 		out      *Session
 		enqueued bool
@@ -434,6 +453,9 @@ func (e *Engine) Resend(ctx context.Context, p Principal, id string) (*Session, 
 		c, err := q.GetChallengeForUpdate(ctx, p.TenantID, id)
 		if err != nil {
 			return err
+		}
+		if !accept(c) {
+			return store.ErrNotFound // another surface's session
 		}
 		now := e.clock.Now()
 		if expired, err := e.expireIfDue(ctx, q, c, now); err != nil || expired {
@@ -486,6 +508,11 @@ func (e *Engine) Resend(ctx context.Context, p Principal, id string) (*Session, 
 
 // Cancel ends a pending session. A finished session returns FinishedError with the session.
 func (e *Engine) Cancel(ctx context.Context, p Principal, id string) (*Session, error) {
+	return e.cancel(ctx, p, id, ownedBy(SurfaceNative))
+}
+
+// cancel is Cancel on the sessions accept admits; the others are not found.
+func (e *Engine) cancel(ctx context.Context, p Principal, id string, accept func(*store.Challenge) bool) (*Session, error) {
 	var (
 		out      *Session
 		canceled bool
@@ -495,6 +522,9 @@ func (e *Engine) Cancel(ctx context.Context, p Principal, id string) (*Session, 
 		c, err := q.GetChallengeForUpdate(ctx, p.TenantID, id)
 		if err != nil {
 			return err
+		}
+		if !accept(c) {
+			return store.ErrNotFound // another surface's session
 		}
 		now := e.clock.Now()
 		out = &Session{Challenge: *c}

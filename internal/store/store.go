@@ -127,7 +127,10 @@ type Challenge struct {
 	DeviceID      string // the OTP device an SMS/EMAIL challenge belongs to
 	// Handle is a dialect's own lookup key for the session, unique per tenant when set (e.g.
 	// OpenIAM's moving factor). Empty for most sessions.
-	Handle     string
+	Handle string
+	// Surface is the surface that owns the session ("" = the native API); only it may check,
+	// resend or cancel the session.
+	Surface    string
 	ClientIP   string
 	Metadata   string // JSON object, dialect data
 	CreatedAt  time.Time

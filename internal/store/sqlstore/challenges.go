@@ -12,11 +12,11 @@ import (
 
 const challengeCols = `id, tenant_id, application_id, channel, recipient, purpose, code_hash, code_length,
 	status, attempts, max_attempts, sends, max_sends, last_sent_at, ttl_ms, delivery, user_id,
-	client_ip, metadata, created_at, expires_at, finished_at, version, device_id, handle`
+	client_ip, metadata, created_at, expires_at, finished_at, version, device_id, handle, surface`
 
 var (
 	sqlInsertChallenge = def(`INSERT INTO challenges (` + challengeCols + `) VALUES ($1, $2, $3, $4,
-		$5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)`)
+		$5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)`)
 	sqlGetChallenge = def(`SELECT ` + challengeCols + ` FROM challenges WHERE tenant_id = $1 AND id = $2`)
 	// PostgreSQL only; on SQLite the IMMEDIATE transaction already holds the database's write lock.
 	sqlGetChallengeForUpdate = def(sqlGetChallenge + ` FOR UPDATE`)
@@ -43,7 +43,7 @@ func scanChallenge(sc scanner) (*store.Challenge, error) {
 	err := sc.Scan(&c.ID, &c.TenantID, &c.ApplicationID, &c.Channel, &c.Recipient, &c.Purpose,
 		&c.CodeHash, &c.CodeLength, &c.Status, &c.Attempts, &c.MaxAttempts, &c.Sends, &c.MaxSends,
 		&lastSent, &ttl, &c.Delivery, &c.UserID, &c.ClientIP, &c.Metadata, &created, &expires,
-		&finished, &c.Version, &c.DeviceID, &c.Handle)
+		&finished, &c.Version, &c.DeviceID, &c.Handle, &c.Surface)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +76,7 @@ func (q *queries) CreateChallenge(ctx context.Context, c *store.Challenge) error
 		c.Recipient, c.Purpose, nullBytes(c.CodeHash), c.CodeLength, c.Status, c.Attempts,
 		c.MaxAttempts, c.Sends, c.MaxSends, ms(c.LastSentAt), c.TTL.Milliseconds(), c.Delivery,
 		c.UserID, c.ClientIP, c.Metadata, ms(c.CreatedAt), ms(c.ExpiresAt), nullMs(c.FinishedAt),
-		c.Version, c.DeviceID, c.Handle)
+		c.Version, c.DeviceID, c.Handle, c.Surface)
 	return wrap(err, "create challenge")
 }
 
