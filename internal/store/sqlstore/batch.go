@@ -116,14 +116,17 @@ func (b *batcher) run(batch []*txReq) {
 			close(r.ready)
 		}
 	}
-	// The batch's transaction is not tied to any one caller's context: one caller giving up must
-	// not roll back the others. Each function's statements still use its own context.
+	// The batch's transaction is not tied to any one caller's context, and its statements run
+	// detached from their callers' cancellation (queries.detached): modernc interrupts a statement
+	// whose context ends, and SQLite answers an interrupt by rolling back the whole transaction —
+	// one caller giving up would undo the others' work. A caller whose context ended before its
+	// turn is skipped.
 	tx, err := b.db.BeginTx(context.Background(), nil)
 	if err != nil {
 		answer(fmt.Errorf("sqlstore: begin: %w", err))
 		return
 	}
-	q := &queries{s: b.s, tx: tx, stmts: map[string]*sql.Stmt{}}
+	q := &queries{s: b.s, tx: tx, stmts: map[string]*sql.Stmt{}, detached: true}
 	for _, r := range batch {
 		if err := r.ctx.Err(); err != nil {
 			r.err = err

@@ -315,6 +315,18 @@ type queries struct {
 	tx *sql.Tx
 	// stmts caches the pool's prepared statements bound to tx, by SQL text.
 	stmts map[string]*sql.Stmt
+	// detached runs statements without their caller's cancellation. A group commit sets it:
+	// modernc interrupts a statement whose context ends, and SQLite then rolls back the whole
+	// transaction — every other caller's work in the batch — not just one savepoint.
+	detached bool
+}
+
+// stmtCtx is the context a statement runs under.
+func (q *queries) stmtCtx(ctx context.Context) context.Context {
+	if q.detached {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
 }
 
 // prep picks the prepared statement for query: in a transaction, the write pool's statement
@@ -342,6 +354,7 @@ func (q *queries) prep(ctx context.Context, write bool, query string) (*sql.Stmt
 }
 
 func (q *queries) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	ctx = q.stmtCtx(ctx)
 	st, db := q.prep(ctx, true, query)
 	switch {
 	case st != nil:
@@ -356,6 +369,7 @@ func (q *queries) exec(ctx context.Context, query string, args ...any) (sql.Resu
 // query runs a query on the transaction, or outside one on the write pool (write) or the
 // read pool.
 func (q *queries) query(ctx context.Context, write bool, query string, args ...any) (*sql.Rows, error) {
+	ctx = q.stmtCtx(ctx)
 	st, db := q.prep(ctx, write, query)
 	switch {
 	case st != nil:
@@ -368,6 +382,7 @@ func (q *queries) query(ctx context.Context, write bool, query string, args ...a
 }
 
 func (q *queries) queryRow(ctx context.Context, write bool, query string, args ...any) *sql.Row {
+	ctx = q.stmtCtx(ctx)
 	st, db := q.prep(ctx, write, query)
 	switch {
 	case st != nil:
@@ -381,6 +396,7 @@ func (q *queries) queryRow(ctx context.Context, write bool, query string, args .
 
 // execOnce runs a statement that is not worth preparing (variable IN lists).
 func (q *queries) execOnce(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	ctx = q.stmtCtx(ctx)
 	if q.tx != nil {
 		return q.tx.ExecContext(ctx, query, args...)
 	}
