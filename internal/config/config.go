@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -249,23 +250,46 @@ func (c Config) Masked() Config {
 	return c
 }
 
+// maskURL hides a URL's password, in its userinfo and in password-like query parameters
+// (postgres://db/otpd?user=otpd&password=…), whether or not the URL has userinfo. A URL that
+// does not parse is shown as its scheme only: what fails to parse cannot be masked reliably.
 func maskURL(s string) string {
+	if s == "" {
+		return ""
+	}
 	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
+	if err != nil || u.Opaque != "" {
+		if scheme, _, ok := strings.Cut(s, ":"); ok && schemeRE.MatchString(scheme) {
+			return scheme + "://" + masked
+		}
+		return masked
 	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	q := u.Query()
-	for k := range q {
-		if strings.Contains(strings.ToLower(k), "pass") {
-			q.Set(k, "xxxxx")
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
 		}
 	}
-	u.RawQuery = q.Encode()
+	if u.RawQuery != "" {
+		q, err := url.ParseQuery(u.RawQuery)
+		if err != nil {
+			// A malformed query may still hold a password that the driver would read.
+			u.RawQuery = masked
+			return u.String()
+		}
+		for k := range q {
+			if secretish.MatchString(k) {
+				q.Set(k, "xxxxx")
+			}
+		}
+		u.RawQuery = q.Encode()
+	}
 	return u.String()
 }
+
+// masked replaces a secret when a configuration is printed.
+const masked = "********"
+
+var schemeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*$`)
 
 // YAML renders c (call Masked first when printing).
 func (c Config) YAML() ([]byte, error) {

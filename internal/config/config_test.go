@@ -142,3 +142,27 @@ func TestMaskedHidesSecrets(t *testing.T) {
 		t.Error("Masked changed the original")
 	}
 }
+
+// TestMaskURL: a database or SMTP password is hidden wherever the URL carries it — in the
+// userinfo, in a query parameter with or without userinfo — and a URL that does not parse is
+// shown as its scheme only.
+func TestMaskURL(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"", ""},
+		{"postgres://db/otpd?user=otpd&password=hunter2", "postgres://db/otpd?password=xxxxx&user=otpd"},
+		{"postgres://otpd@db/otpd?sslpassword=hunter2&sslmode=require", "postgres://otpd@db/otpd?sslmode=require&sslpassword=xxxxx"},
+		{"postgres://otpd:hunter2@db:5432/otpd", "postgres://otpd:xxxxx@db:5432/otpd"},
+		{"postgres://otpd:p%zzword@db/otpd", "postgres://********"},
+		{"postgres://db/otpd?password=hunter2%zz", "postgres://db/otpd?********"},
+		{"postgres:otpd:hunter2@db", "postgres://********"},
+		{"smtp://mail.example.com:587", "smtp://mail.example.com:587"},
+	} {
+		got := maskURL(tc.in)
+		if got != tc.want {
+			t.Errorf("maskURL(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+		if strings.Contains(got, "hunter2") || strings.Contains(got, "zzword") {
+			t.Errorf("maskURL(%q) shows the password: %q", tc.in, got)
+		}
+	}
+}
