@@ -513,6 +513,8 @@ func TestValidation(t *testing.T) {
 	})
 }
 
+// TestPurgeNeverRevives: the janitor expires abandoned sessions, deletes finished ones past the
+// retention, keeps fresh ones, and nothing it does makes a code work again.
 func TestPurgeNeverRevives(t *testing.T) {
 	storetest.ForEachBackend(t, func(t *testing.T, b storetest.Backend) {
 		f := setup(t, b, engine.Config{Retention: 2 * time.Hour})
@@ -526,10 +528,10 @@ func TestPurgeNeverRevives(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// The verified session is past retention; the expired one was still "pending" in its row
-		// and is never purged until a read expires it.
-		if res.Challenges != 1 {
-			t.Errorf("purged %d challenges, want 1", res.Challenges)
+		// The verified session is past retention; the abandoned one is expired by the janitor
+		// (finished at its expires_at, also past retention) and goes too; the fresh one stays.
+		if res.Expired != 1 || res.Challenges != 2 {
+			t.Errorf("expired %d and purged %d challenges, want 1 and 2", res.Expired, res.Challenges)
 		}
 		if _, err := f.eng.Get(ctx, f.admin, done.ID); !errors.Is(err, engine.ErrNotFound) {
 			t.Errorf("purged session still readable: %v", err)
@@ -537,8 +539,8 @@ func TestPurgeNeverRevives(t *testing.T) {
 		if _, err := f.eng.Check(ctx, f.admin, done.ID, done.Code); !errors.Is(err, engine.ErrNotFound) {
 			t.Errorf("check of purged session: %v", err)
 		}
-		if r := f.check(t, expiring.ID, expiring.Code); r.Valid() || r.Session.Status != "expired" {
-			t.Errorf("expired session after purge: valid %v status %s", r.Valid(), r.Session.Status)
+		if _, err := f.eng.Check(ctx, f.admin, expiring.ID, expiring.Code); !errors.Is(err, engine.ErrNotFound) {
+			t.Errorf("abandoned session after purge: %v", err)
 		}
 		if r := f.check(t, pending.ID, pending.Code); !r.Valid() {
 			t.Error("a fresh session did not survive the purge")
@@ -690,6 +692,25 @@ func TestSurfacesOwnTheirSessions(t *testing.T) {
 			if err != nil || g.Status != "pending" || g.Attempts != 0 || g.Sends != 1 {
 				t.Errorf("%s: the session was touched: %+v %v", surface, g, err)
 			}
+		}
+	})
+}
+
+// TestJanitorExpiresAbandonedSessions: a session nobody reads again is expired by the janitor
+// at its lifetime (finished_at = expires_at, as a read would set it), not kept pending forever.
+func TestJanitorExpiresAbandonedSessions(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, b storetest.Backend) {
+		f := setup(t, b, engine.Config{})
+		ctx := context.Background()
+		s := f.start(t, engine.StartRequest{TTL: time.Minute})
+		f.clk.Advance(2 * time.Minute)
+		res, err := f.eng.Purge(ctx)
+		if err != nil || res.Expired != 1 || res.Challenges != 0 {
+			t.Fatalf("purge: %+v %v", res, err)
+		}
+		c, err := f.st.GetChallenge(ctx, f.admin.TenantID, s.ID)
+		if err != nil || c.Status != "expired" || c.FinishedAt == nil || !c.FinishedAt.Equal(s.ExpiresAt) {
+			t.Fatalf("after the janitor: %+v %v", c, err)
 		}
 	})
 }

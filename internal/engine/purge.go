@@ -8,10 +8,11 @@ import (
 	"github.com/otpd/otpd/internal/store"
 )
 
-// Purge deletes rows that no rule needs any more: finished sessions and final messages older
-// than the retention, rate events older than the longest limit window, idempotency keys older
-// than a day, retired signing keys, and dead one-time tokens, sessions and revocations. Pending sessions are never purged (they expire lazily first), so a purge can never
-// make a dead code valid again.
+// Purge expires abandoned sessions past their lifetime (as a read would) and deletes rows that
+// no rule needs any more: finished sessions and final messages older than the retention, rate
+// events older than the longest limit window, idempotency keys older than a day, retired signing
+// keys, and dead one-time tokens, sessions and revocations. A purge can never make a dead code
+// valid again: a session is only deleted once it is finished.
 func (e *Engine) Purge(ctx context.Context) (store.PurgeResult, error) {
 	now := e.clock.Now()
 	l := e.cfg.Limits
@@ -21,6 +22,7 @@ func (e *Engine) Purge(ctx context.Context) (store.PurgeResult, error) {
 		e.cfg.Messaging.PrefixLimit.Window, e.cfg.Messaging.DuplicateWindow, MaxTenantLimitWindow)
 	keep := now.Add(-e.cfg.Retention)
 	res, err := e.store.Purge(ctx, store.PurgePolicy{
+		ExpirePendingBefore:      now,
 		ChallengesFinishedBefore: keep,
 		MessagesFinalBefore:      keep,
 		RateEventsBefore:         now.Add(-window),
@@ -36,6 +38,7 @@ func (e *Engine) Purge(ctx context.Context) (store.PurgeResult, error) {
 	if err == nil {
 		_, err = e.PurgeTokens(ctx)
 	}
+	e.metrics.purgedAdd("expired_sessions", res.Expired)
 	e.metrics.purgedAdd("challenges", res.Challenges)
 	e.metrics.purgedAdd("messages", res.Messages)
 	e.metrics.purgedAdd("rate_events", res.RateEvents)

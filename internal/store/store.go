@@ -235,6 +235,9 @@ type RateLimit struct {
 
 // PurgePolicy says what the janitor may delete. Rows are deleted only when older than the cutoffs.
 type PurgePolicy struct {
+	// ExpirePendingBefore: pending challenges whose expires_at is before this become expired
+	// (finished_at = expires_at) first, so abandoned sessions age out like finished ones.
+	ExpirePendingBefore      time.Time
 	ChallengesFinishedBefore time.Time // finished (or expired) before this
 	MessagesFinalBefore      time.Time // messages in a final state updated before this
 	RateEventsBefore         time.Time
@@ -245,6 +248,7 @@ type PurgePolicy struct {
 
 // PurgeResult counts deleted rows.
 type PurgeResult struct {
+	Expired                                                    int64 // pending → expired
 	Challenges, Messages, RateEvents, Idempotency, DevMessages int64
 }
 

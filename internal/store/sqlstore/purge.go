@@ -9,6 +9,11 @@ import (
 )
 
 var (
+	// Abandoned sessions are expired in batches through the (status, expires_at) index.
+	sqlExpirePending = def(`UPDATE challenges SET status = 'expired', finished_at = expires_at,
+		version = version + 1
+		WHERE id IN (SELECT id FROM challenges WHERE status = 'pending' AND expires_at < $1
+			ORDER BY expires_at LIMIT $2)`)
 	sqlPurgeChallengeIDs = def(`SELECT id FROM challenges
 		WHERE finished_at IS NOT NULL AND finished_at < $1 AND status <> 'pending'
 		ORDER BY finished_at LIMIT $2`)
@@ -38,6 +43,27 @@ var (
 func (s *Store) Purge(ctx context.Context, p store.PurgePolicy) (store.PurgeResult, error) {
 	batch := limit(p.Batch, 1000, 5000)
 	var res store.PurgeResult
+
+	if !p.ExpirePendingBefore.IsZero() {
+		for {
+			if err := ctx.Err(); err != nil {
+				return res, err
+			}
+			var n int64
+			err := s.inTx(ctx, func(q *queries) error {
+				var err error
+				n, err = affected(q.exec(ctx, sqlExpirePending, ms(p.ExpirePendingBefore), batch))
+				return err
+			})
+			res.Expired += n
+			if err != nil {
+				return res, wrap(err, "expire pending challenges")
+			}
+			if n < int64(batch) {
+				break
+			}
+		}
+	}
 
 	if !p.ChallengesFinishedBefore.IsZero() {
 		for {
