@@ -96,6 +96,9 @@ func (e *Engine) VerifyDevice(ctx context.Context, p Principal, r DeviceRef, cod
 
 // unusable answers for a locked or disabled device, or returns nil.
 func (e *Engine) unusable(d *store.Device, now time.Time) *DeviceResult {
+	if !d.UserEnabled { // a disabled user's factors stop working at once (SECURITY.md 38)
+		return &DeviceResult{Device: e.deviceView(d, now)}
+	}
 	switch d.StatusAt(now) {
 	case store.DeviceLocked:
 		return &DeviceResult{Device: e.deviceView(d, now), Locked: true}
@@ -319,6 +322,9 @@ func (e *Engine) ChallengeDevice(ctx context.Context, p Principal, r DeviceRef, 
 		return nil, mapStoreErr(err)
 	}
 	now := e.clock.Now()
+	if !d.UserEnabled {
+		return nil, ErrDeviceDisabled
+	}
 	switch d.StatusAt(now) {
 	case store.DeviceLocked:
 		return nil, ErrDeviceLocked

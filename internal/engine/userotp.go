@@ -175,6 +175,13 @@ func (e *Engine) VerifyUserOTP(ctx context.Context, p Principal, userID, purpose
 	if err != nil {
 		return nil, mapStoreErr(err)
 	}
+	if u, err := e.store.GetUser(ctx, p.TenantID, userID); err != nil || !u.Enabled {
+		// A disabled (or deleted) user's OTPs stop working at once (SECURITY.md 38).
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: user", ErrNotFound)
+	}
 	res, err := e.check(ctx, p, slot.ChallengeID, otp, ownedBy(SurfaceUserOTP))
 	if err != nil {
 		return nil, err

@@ -401,3 +401,41 @@ func TestUserOTPRequestChecks(t *testing.T) {
 		}
 	})
 }
+
+// TestDisabledUserFactorsStop: disabling a user stops their OTP for a purpose and their devices
+// at once, and enabling them again restores both (SECURITY.md 38).
+func TestDisabledUserFactorsStop(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, b storetest.Backend) {
+		f := setupIAM(t, b)
+		ctx := context.Background()
+		otp, err := f.eng.IssueUserOTP(ctx, f.admin, f.req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dev, err := f.eng.EnrollDevice(ctx, f.admin, engine.EnrollRequest{User: engine.UserRef{ID: f.user.ID}, Type: "TOTP"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		off, on := false, true
+		if _, err := f.eng.UpdateUser(ctx, f.admin, f.user.ID, engine.UserInput{Enabled: &off}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.eng.VerifyUserOTP(ctx, f.admin, f.user.ID, "password-reset", otp.OTP); !errors.Is(err, engine.ErrNotFound) {
+			t.Errorf("a disabled user's OTP: %v", err)
+		}
+		code := totpCode(t, dev.URI, f.clk.Now())
+		r, err := f.eng.VerifyDevice(ctx, f.admin, engine.DeviceRef{ID: dev.Device.ID}, code)
+		if err != nil || r.Success {
+			t.Errorf("a disabled user's TOTP device: %+v %v", r, err)
+		}
+		if _, err := f.eng.UpdateUser(ctx, f.admin, f.user.ID, engine.UserInput{Enabled: &on}); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := f.eng.VerifyUserOTP(ctx, f.admin, f.user.ID, "password-reset", otp.OTP); err != nil || !r.Valid() {
+			t.Errorf("re-enabled user's OTP: %+v %v", r, err)
+		}
+		if r, err := f.eng.VerifyDevice(ctx, f.admin, engine.DeviceRef{ID: dev.Device.ID}, code); err != nil || !r.Success {
+			t.Errorf("re-enabled user's device: %+v %v", r, err)
+		}
+	})
+}

@@ -35,13 +35,15 @@ type Device struct {
 	UserID   string
 	// UserLogin is the owner's login, filled by reads (a join); ignored by writes.
 	UserLogin string
-	Type      string
-	Name      string
-	Status    string
-	Secret    []byte
-	Algorithm string // SHA1 | SHA256 | SHA512 (TOTP, HOTP)
-	Digits    int    // 6–8 (TOTP, HOTP)
-	Period    time.Duration
+	// UserEnabled is whether the owner is enabled, filled by reads (the same join).
+	UserEnabled bool
+	Type        string
+	Name        string
+	Status      string
+	Secret      []byte
+	Algorithm   string // SHA1 | SHA256 | SHA512 (TOTP, HOTP)
+	Digits      int    // 6–8 (TOTP, HOTP)
+	Period      time.Duration
 	// Counter is the next HOTP counter to accept (only moves forward).
 	Counter int64
 	// LastStep is the last TOTP time step accepted (-1: none); a code of this step or an earlier

@@ -15,7 +15,7 @@ import (
 const deviceCols = `d.id, d.number, d.tenant_id, d.user_id, u.login, d.type, d.name, d.status,
 	d.secret, d.algorithm, d.digits, d.period_s, d.counter, d.last_step, d.phone, d.email,
 	d.challenge_id, d.fails, d.lockouts, d.locked_until, d.imported, d.created_at, d.updated_at,
-	d.last_used_at, d.validated_at, d.version`
+	d.last_used_at, d.validated_at, d.version, u.enabled`
 
 const deviceFrom = ` FROM devices d JOIN users u ON u.tenant_id = d.tenant_id AND u.id = d.user_id`
 
@@ -55,7 +55,7 @@ func scanDevice(sc scanner) (*store.Device, error) {
 	err := sc.Scan(&d.ID, &d.Number, &d.TenantID, &d.UserID, &d.UserLogin, &d.Type, &d.Name, &d.Status,
 		&d.Secret, &d.Algorithm, &d.Digits, &period, &d.Counter, &d.LastStep, &d.Phone, &d.Email,
 		&d.ChallengeID, &d.Fails, &d.Lockouts, &locked, &d.Imported, &created, &updated,
-		&lastUsed, &validated, &d.Version)
+		&lastUsed, &validated, &d.Version, &d.UserEnabled)
 	if err != nil {
 		return nil, err
 	}
