@@ -213,7 +213,7 @@ func loadKeyring(c config.Config) (*keys.Keyring, error) {
 			return nil, fmt.Errorf("OTPD_MASTER_KEY: %w", err)
 		}
 	} else {
-		if c.Postgres() && c.DataDir == "" {
+		if c.Postgres() && !c.DataDirSet { // Validate says so too; a key in ./otpd-data is easily lost
 			return nil, errors.New("with PostgreSQL, set OTPD_MASTER_KEY (the same on every instance)")
 		}
 		if current, err = readOrCreateKeyFile(c.MasterKeyFile()); err != nil {

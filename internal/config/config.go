@@ -24,8 +24,11 @@ import (
 
 // Config is everything `otpd serve` needs.
 type Config struct {
-	Addr        string `yaml:"addr"`
-	DataDir     string `yaml:"data_dir"`
+	Addr    string `yaml:"addr"`
+	DataDir string `yaml:"data_dir"`
+	// DataDirSet says the data directory was chosen (flag, OTPD_DATA_DIR or the file) rather
+	// than left at the default ./otpd-data of whatever the working directory is.
+	DataDirSet  bool   `yaml:"-"`
 	DatabaseURL string `yaml:"database_url"`
 	// MasterKey (hex or base64, 32 bytes) overrides the key file <data_dir>/master.key.
 	MasterKey string `yaml:"master_key"`
@@ -93,8 +96,15 @@ func Load(fs *flag.FlagSet, args []string, env []string) (Config, []string, erro
 		return c, nil, err
 	}
 	if *file != "" {
+		// An empty data_dir before the file is read tells whether the file names one.
+		c.DataDir = ""
 		if err := c.loadFile(*file); err != nil {
 			return c, nil, err
+		}
+		if c.DataDir == "" {
+			c.DataDir = Default().DataDir
+		} else {
+			c.DataDirSet = true
 		}
 	}
 	set := func(dst *string, key string, f stringFlag) {
@@ -107,6 +117,9 @@ func Load(fs *flag.FlagSet, args []string, env []string) (Config, []string, erro
 	}
 	set(&c.Addr, "OTPD_ADDR", addr)
 	set(&c.DataDir, "OTPD_DATA_DIR", dataDir)
+	if dataDir.set || envs["OTPD_DATA_DIR"] != "" {
+		c.DataDirSet = true
+	}
 	set(&c.DatabaseURL, "OTPD_DATABASE_URL", dbURL)
 	set(&c.SMTP.URL, "OTPD_SMTP_URL", smtpURL)
 	set(&c.SMTP.From, "OTPD_SMTP_FROM", smtpFrom)
@@ -186,6 +199,13 @@ func (c Config) Validate() error {
 	}
 	if c.DatabaseURL == "" && c.DataDir == "" {
 		errs = append(errs, errors.New("data_dir is required for SQLite"))
+	}
+	if c.Postgres() && c.MasterKey == "" && !c.DataDirSet {
+		// Without either, the key would be generated in ./otpd-data of the working directory,
+		// which a container loses on restart — and with it every sealed secret.
+		errs = append(errs, errors.New("with PostgreSQL, set OTPD_MASTER_KEY (`otpd keygen` prints one; "+
+			"give every instance the same), or name the data directory that keeps master.key "+
+			"(--data-dir or OTPD_DATA_DIR, on persistent storage)"))
 	}
 	if c.SMTP.URL != "" {
 		u, err := url.Parse(c.SMTP.URL)

@@ -166,3 +166,38 @@ func TestMaskURL(t *testing.T) {
 		}
 	}
 }
+
+// TestPostgresNeedsMasterKey: with PostgreSQL, a master key generated in the default
+// ./otpd-data of the working directory would be lost with a container, and every sealed secret
+// with it. Validate asks for OTPD_MASTER_KEY or a data directory the operator chose.
+func TestPostgresNeedsMasterKey(t *testing.T) {
+	pg := "OTPD_DATABASE_URL=postgres://otpd@db/otpd"
+	file := writeYAML(t, "data_dir: /var/lib/otpd\n")
+	emptyFile := writeYAML(t, "log_level: info\n")
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  []string
+		ok   bool
+	}{
+		{"nothing", nil, []string{pg}, false},
+		{"a file without data_dir", []string{"--config", emptyFile}, []string{pg}, false},
+		{"master key", nil, []string{pg, "OTPD_MASTER_KEY=" + strings.Repeat("ab", 32)}, true},
+		{"env data dir", nil, []string{pg, "OTPD_DATA_DIR=/var/lib/otpd"}, true},
+		{"flag data dir", []string{"--data-dir", "/var/lib/otpd"}, []string{pg}, true},
+		{"file data dir", []string{"--config", file}, []string{pg}, true},
+		{"sqlite on the defaults", nil, nil, true},
+	} {
+		c, err := load(t, tc.args, tc.env)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		err = c.Validate()
+		if tc.ok && err != nil {
+			t.Errorf("%s: refused: %v", tc.name, err)
+		}
+		if !tc.ok && (err == nil || !strings.Contains(err.Error(), "OTPD_MASTER_KEY") || !strings.Contains(err.Error(), "OTPD_DATA_DIR")) {
+			t.Errorf("%s: want an error that names OTPD_MASTER_KEY and OTPD_DATA_DIR, got %v", tc.name, err)
+		}
+	}
+}
