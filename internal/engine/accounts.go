@@ -127,6 +127,15 @@ func (e *Engine) Bootstrap(ctx context.Context, adminKey string) (tenantID, crea
 		tenantID, createdKey, err = e.createTenant(ctx, q, DefaultTenantName, adminKey)
 		return err
 	})
+	if errors.Is(err, store.ErrAlreadyExists) {
+		// Another instance starting at the same moment created the default tenant first (its
+		// transaction rolled this one back entirely): use the winner's.
+		t, gerr := e.store.GetTenantByName(ctx, DefaultTenantName)
+		if gerr != nil {
+			return "", "", fmt.Errorf("bootstrap: %w", gerr)
+		}
+		return t.ID, "", nil
+	}
 	if err != nil {
 		return "", "", fmt.Errorf("bootstrap: %w", err)
 	}

@@ -714,3 +714,44 @@ func TestJanitorExpiresAbandonedSessions(t *testing.T) {
 		}
 	})
 }
+
+// TestBootstrapRace: instances starting together on one database all come up; exactly one of
+// them creates the default tenant and its admin key.
+func TestBootstrapRace(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, b storetest.Backend) {
+		dsn := b.NewDSN(t)
+		for round := range 3 {
+			if round > 0 {
+				dsn = b.NewDSN(t)
+			}
+			var engines []*engine.Engine
+			for range 4 {
+				engines = append(engines, newEngine(t, storetest.Open(t, dsn), clock.NewFake(t0), engine.Config{}))
+			}
+			var created atomic.Int32
+			tenants := make([]string, len(engines))
+			var wg sync.WaitGroup
+			for i, e := range engines {
+				wg.Go(func() {
+					tid, key, err := e.Bootstrap(context.Background(), "")
+					if err != nil {
+						t.Errorf("instance %d: %v", i, err)
+					}
+					if key != "" {
+						created.Add(1)
+					}
+					tenants[i] = tid
+				})
+			}
+			wg.Wait()
+			if created.Load() != 1 {
+				t.Fatalf("round %d: %d instances created an admin key, want 1", round, created.Load())
+			}
+			for _, tid := range tenants {
+				if tid != tenants[0] || tid == "" {
+					t.Fatalf("round %d: instances disagree on the default tenant: %v", round, tenants)
+				}
+			}
+		}
+	})
+}
