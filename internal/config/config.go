@@ -20,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/otpd/otpd/internal/engine"
+	"github.com/otpd/otpd/internal/keys"
 )
 
 // Config is everything `otpd serve` needs.
@@ -207,6 +208,7 @@ func (c Config) Validate() error {
 			"give every instance the same), or name the data directory that keeps master.key "+
 			"(--data-dir or OTPD_DATA_DIR, on persistent storage)"))
 	}
+	errs = append(errs, c.validateMasterKeys()...)
 	if c.SMTP.URL != "" {
 		u, err := url.Parse(c.SMTP.URL)
 		if err != nil || (u.Scheme != "smtp" && u.Scheme != "smtps") || u.Hostname() == "" {
@@ -247,6 +249,36 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, c.Delivery.validate()...)
 	return errors.Join(errs...)
+}
+
+// validateMasterKeys checks the keys' format (not whether they fit the database: the app does
+// that once it is open). The errors never echo a key.
+func (c Config) validateMasterKeys() []error {
+	var errs []error
+	seen := map[string]string{}
+	if c.MasterKey != "" {
+		if k, err := keys.ParseMasterKey(c.MasterKey); err != nil {
+			errs = append(errs, fmt.Errorf("master_key (OTPD_MASTER_KEY): %w", err))
+		} else {
+			seen[string(k)] = "master_key"
+		}
+	}
+	for i, s := range c.OldMasterKeys {
+		if strings.TrimSpace(s) == "" {
+			continue
+		}
+		k, err := keys.ParseMasterKey(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("old_master_keys (OTPD_OLD_MASTER_KEYS) entry %d: %w", i+1, err))
+			continue
+		}
+		if prev, dup := seen[string(k)]; dup {
+			errs = append(errs, fmt.Errorf("old_master_keys (OTPD_OLD_MASTER_KEYS) entry %d is the same key as %s", i+1, prev))
+			continue
+		}
+		seen[string(k)] = fmt.Sprintf("old_master_keys entry %d", i+1)
+	}
+	return errs
 }
 
 // Masked returns a copy safe to print: secrets replaced, URL passwords hidden.

@@ -201,3 +201,35 @@ func TestPostgresNeedsMasterKey(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateMasterKeys: a malformed master key, current or old, is reported by Validate with
+// every other problem (serve lists them all at once), without echoing the key.
+func TestValidateMasterKeys(t *testing.T) {
+	good, other := strings.Repeat("ab", 32), strings.Repeat("cd", 32)
+	secretTypo := strings.Repeat("ab", 31) + "zz"
+	c := Default()
+	c.MasterKey = secretTypo
+	c.OldMasterKeys = []string{other, "short-old-key", " ", other}
+	c.LogLevel = "loud"
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("malformed master keys accepted")
+	}
+	for _, want := range []string{"OTPD_MASTER_KEY", "OTPD_OLD_MASTER_KEYS) entry 2", "entry 4 is the same key as old_master_keys entry 1", "log_level"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error does not mention %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), secretTypo) || strings.Contains(err.Error(), "short-old-key") {
+		t.Errorf("the error echoes a key: %v", err)
+	}
+	c = Default()
+	c.MasterKey, c.OldMasterKeys = good, []string{other, ""}
+	if err := c.Validate(); err != nil {
+		t.Errorf("valid keys refused: %v", err)
+	}
+	c.OldMasterKeys = []string{good}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "same key as master_key") {
+		t.Errorf("the current key listed as an old one: %v", err)
+	}
+}
