@@ -755,3 +755,29 @@ func TestBootstrapRace(t *testing.T) {
 		}
 	})
 }
+
+// TestIPv6LimitPerSlash64: per-IP limits count an IPv6 user's whole /64, so rotating addresses
+// inside it does not buy more sends; another /64 has its own budget.
+func TestIPv6LimitPerSlash64(t *testing.T) {
+	f := setup(t, storetest.Backends()[0], engine.Config{Limits: engine.Limits{IP: engine.Limit{Count: 3, Window: 5 * time.Minute}}})
+	ctx := context.Background()
+	for i := range 3 {
+		if _, err := f.eng.Start(ctx, f.admin, engine.StartRequest{Channel: "none", To: fmt.Sprintf("v6-%d@example.com", i),
+			ClientIP: fmt.Sprintf("2001:db8:1:2::%x", i+1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := f.eng.Start(ctx, f.admin, engine.StartRequest{Channel: "none", To: "v6-x@example.com", ClientIP: "2001:db8:1:2:ffff::99"})
+	var rl *engine.RateLimitError
+	if !errors.As(err, &rl) || rl.Scope != "ip" {
+		t.Fatalf("a fourth address in the same /64: %v", err)
+	}
+	if _, err := f.eng.Start(ctx, f.admin, engine.StartRequest{Channel: "none", To: "v6-y@example.com", ClientIP: "2001:db8:1:3::1"}); err != nil {
+		t.Fatalf("another /64: %v", err)
+	}
+	for ip, want := range map[string]string{"198.51.100.7": "198.51.100.7", "2001:db8:1:2:3:4:5:6": "2001:db8:1:2::/64", "::ffff:198.51.100.7": "::ffff:198.51.100.7"} {
+		if got := engine.IPLimitKey(ip); got != want {
+			t.Errorf("IPLimitKey(%s) = %s, want %s", ip, got, want)
+		}
+	}
+}

@@ -275,6 +275,21 @@ func (e *Engine) sendNewCode(ctx context.Context, q store.Queries, c *store.Chal
 	return out, enqueued, nil
 }
 
+// IPLimitKey is the key an address is counted under by per-IP limits: the address itself for
+// IPv4, its /64 for IPv6 — every IPv6 user holds at least a /64, so counting single addresses
+// would let one user rotate through 2^64 of them.
+func IPLimitKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || a.Is4() || a.Is4In6() {
+		return ip
+	}
+	p, err := a.Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return p.String()
+}
+
 // takeLimits takes one slot of every configured send limit that applies.
 func (e *Engine) takeLimits(ctx context.Context, q store.Queries, p Principal, recipient, ip string, now time.Time) error {
 	l := e.cfg.Limits
@@ -287,7 +302,7 @@ func (e *Engine) takeLimits(ctx context.Context, q store.Queries, p Principal, r
 		scope, key string
 	}{
 		{l.Recipient, "recipient", recipient},
-		{l.IP, "ip", ip},
+		{l.IP, "ip", IPLimitKey(ip)},
 		{l.Application, "application", app},
 		{l.Tenant, "tenant", p.TenantID},
 	}
