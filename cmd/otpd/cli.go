@@ -67,9 +67,7 @@ func clientFlags(e *env, fs *flag.FlagSet) func(ctx context.Context) (*target, e
 		if err != nil {
 			return nil, err
 		}
-		if a.AdminKey != "" {
-			fmt.Fprintf(e.stderr, "Created the default tenant. Its admin API key (shown once, keep it safe):\n    %s\n", a.AdminKey)
-		}
+		announceBootstrap(e.stderr, c, a)
 		t, err := a.Engine.TenantByName(ctx, *tenant)
 		if err != nil {
 			a.Close()
@@ -379,6 +377,7 @@ func cmdTenant(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer a.Close()
+	announceBootstrap(e.stderr, c, a)
 	switch verbName {
 	case "create":
 		if len(rest) != 1 {

@@ -4,8 +4,13 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/otpd/otpd/internal/keys"
 )
 
 // otpdRun runs the CLI in process and returns its exit status, stdout and stderr.
@@ -28,5 +33,78 @@ func TestServePostgresWithoutMasterKey(t *testing.T) {
 	}
 	if _, err := os.Stat("otpd-data"); !os.IsNotExist(err) {
 		t.Fatalf("a master key directory was created in the working directory: %v", err)
+	}
+}
+
+// lockedBuf is a bytes.Buffer safe to read while a command writes to it.
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// serveUntilListening runs `otpd serve` until it listens, then stops it, and returns its output.
+func serveUntilListening(t *testing.T, vars []string) (string, string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb lockedBuf
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0"}, vars, strings.NewReader(""), &out, &errb) }()
+	for !strings.Contains(out.String(), "listening on") {
+		select {
+		case code := <-done:
+			t.Fatalf("serve exited with %d before listening\nstdout: %s\nstderr: %s", code, out.String(), errb.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("serve exited with %d\nstderr: %s", code, errb.String())
+	}
+	return out.String(), errb.String()
+}
+
+// TestBootstrapKeyNotEchoed: a key the operator set in OTPD_BOOTSTRAP_API_KEY is never printed
+// back (serve, migrate, local CLI commands); a key otpd generated is printed once.
+func TestBootstrapKeyNotEchoed(t *testing.T) {
+	const key = "operator-chosen-admin-key-0123456789abcdef"
+	mk, _ := keys.GenerateMasterKey()
+	base := []string{"OTPD_MASTER_KEY=" + keys.EncodeMasterKey(mk), "OTPD_BOOTSTRAP_API_KEY=" + key}
+
+	stdout, stderr := serveUntilListening(t, append(base, "OTPD_DATA_DIR="+t.TempDir()))
+	if strings.Contains(stdout+stderr, key) || !strings.Contains(stdout, "OTPD_BOOTSTRAP_API_KEY") {
+		t.Errorf("serve:\nstdout: %s\nstderr: %s", stdout, stderr)
+	}
+	code, stdout, stderr := otpdRun(t, append(base, "OTPD_DATA_DIR="+t.TempDir()), "", "migrate")
+	if code != 0 || strings.Contains(stdout+stderr, key) || !strings.Contains(stdout, "OTPD_BOOTSTRAP_API_KEY") {
+		t.Errorf("migrate: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	for _, args := range [][]string{{"app", "list"}, {"tenant", "list"}} {
+		code, stdout, stderr = otpdRun(t, append(base, "OTPD_DATA_DIR="+t.TempDir()), "", args...)
+		if code != 0 || strings.Contains(stdout+stderr, key) || !strings.Contains(stderr, "OTPD_BOOTSTRAP_API_KEY") {
+			t.Errorf("%v: exit %d\nstdout: %s\nstderr: %s", args, code, stdout, stderr)
+		}
+	}
+
+	// Without OTPD_BOOTSTRAP_API_KEY the generated key is shown, once.
+	dir := t.TempDir()
+	stdout, _ = serveUntilListening(t, []string{base[0], "OTPD_DATA_DIR=" + dir})
+	if !regexp.MustCompile(`\n    otpd_[0-9a-f]{16}_\S+\n`).MatchString(stdout) {
+		t.Errorf("serve did not print the generated key:\n%s", stdout)
+	}
+	if stdout, _ = serveUntilListening(t, []string{base[0], "OTPD_DATA_DIR=" + dir}); strings.Contains(stdout, "otpd_") {
+		t.Errorf("the second start printed a key again:\n%s", stdout)
 	}
 }

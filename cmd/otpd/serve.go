@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 
 	"github.com/otpd/otpd/internal/app"
@@ -38,10 +39,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer a.Close()
-	if a.AdminKey != "" {
-		// Printed once, to stdout and never to the log: it is a secret.
-		fmt.Fprintf(e.stdout, "\nCreated the default tenant. Its admin API key (shown once, keep it safe):\n\n    %s\n\n", a.AdminKey)
-	}
+	announceBootstrap(e.stdout, c, a)
 	if c.LogProviderOn() {
 		log.Warn("the log delivery provider is on: messages go to the development inbox (GET /v1/dev/messages), not to real recipients")
 	}
@@ -73,11 +71,23 @@ func cmdMigrate(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer a.Close()
-	if a.AdminKey != "" {
-		fmt.Fprintf(e.stdout, "Created the default tenant. Its admin API key (shown once):\n\n    %s\n\n", a.AdminKey)
-	}
+	announceBootstrap(e.stdout, c, a)
 	fmt.Fprintln(e.stdout, "database is up to date")
 	return nil
+}
+
+// announceBootstrap tells the operator that this start created the default tenant. The admin
+// key is printed (once, to w and never to the log) only when otpd generated it: a key the
+// operator set in OTPD_BOOTSTRAP_API_KEY is theirs already, and echoing it would only copy a
+// secret into terminal scrollback and container logs.
+func announceBootstrap(w io.Writer, c config.Config, a *app.App) {
+	switch {
+	case a.AdminKey == "":
+	case c.BootstrapAPIKey != "":
+		fmt.Fprintf(w, "\nCreated the default tenant. Its admin API key is the one you set in OTPD_BOOTSTRAP_API_KEY.\n\n")
+	default:
+		fmt.Fprintf(w, "\nCreated the default tenant. Its admin API key (shown once, keep it safe):\n\n    %s\n\n", a.AdminKey)
+	}
 }
 
 func cmdConfig(ctx context.Context, e *env, args []string) error {
