@@ -61,7 +61,9 @@ func serveUntilListening(t *testing.T, vars []string) (string, string) {
 	defer cancel()
 	var out, errb lockedBuf
 	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0"}, vars, strings.NewReader(""), &out, &errb) }()
+	go func() {
+		done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0"}, vars, strings.NewReader(""), &out, &errb)
+	}()
 	for !strings.Contains(out.String(), "listening on") {
 		select {
 		case code := <-done:
