@@ -472,6 +472,17 @@ func TestIdempotencyKey(t *testing.T) {
 		if _, err := f.eng.Start(ctx, f.admin, r); !errors.Is(err, engine.ErrIdempotencyMismatch) {
 			t.Fatalf("same key, other body: %v", err)
 		}
+		// Another application's identical key and body is its own request, not a replay.
+		app, err := f.eng.CreateApplication(ctx, f.admin, "other app")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ap, _ := f.eng.Authenticate(ctx, app.APIKey)
+		r.To = "idem2@example.com"
+		mine, err := f.eng.Start(ctx, ap, r)
+		if err != nil || mine.Replayed || mine.ID == a.ID {
+			t.Fatalf("another application with the same key: %+v %v", mine, err)
+		}
 	})
 }
 

@@ -106,7 +106,9 @@ func (e *Engine) Start(ctx context.Context, p Principal, r StartRequest) (*Sessi
 	err = e.inTx(ctx, func(q store.Queries) error {
 		out, enqueued, limitErr = nil, false, nil
 		if r.IdempotencyKey != "" {
-			prev, err := q.PutIdempotency(ctx, &store.Idempotency{TenantID: p.TenantID, Key: r.IdempotencyKey,
+			// Keys are scoped to the caller (its application, or its key for admin keys): two
+			// applications of a tenant choosing the same key never see each other's sessions.
+			prev, err := q.PutIdempotency(ctx, &store.Idempotency{TenantID: p.TenantID, Key: idempotencyScope(p) + "|" + r.IdempotencyKey,
 				Fingerprint: fp, ResourceID: c.ID, CreatedAt: c.CreatedAt})
 			if errors.Is(err, store.ErrAlreadyExists) {
 				if string(prev.Fingerprint) != string(fp) {
@@ -232,6 +234,15 @@ func (e *Engine) newChallenge(p Principal, r StartRequest) (*store.Challenge, er
 		c.Delivery = store.DeliveryQueued
 	}
 	return c, nil
+}
+
+// idempotencyScope names whose Idempotency-Keys a key belongs to: the application's, or for
+// keys without one (admin keys, the local operator) the key's own.
+func idempotencyScope(p Principal) string {
+	if p.ApplicationID != "" {
+		return "app:" + p.ApplicationID
+	}
+	return p.actor()
 }
 
 // fingerprint identifies a start request for Idempotency-Key comparison.
