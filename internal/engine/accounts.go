@@ -414,6 +414,8 @@ func mapStoreErr(err error) error {
 		return fmt.Errorf("%w: already exists", ErrConflict)
 	case errors.Is(err, store.ErrConflict):
 		return fmt.Errorf("%w: changed concurrently, retry", ErrConflict)
+	case errors.Is(err, store.ErrInvalidText):
+		return invalid("(input)", "contains bytes that are not valid UTF-8 text, or a NUL byte")
 	}
 	return err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -162,6 +163,8 @@ type FilterAttr struct {
 	Optional bool
 	// Folded strings are stored lower-case; compare values must be lower-cased too.
 	Folded bool
+	// Int32 integers are stored in 32 bits (PostgreSQL INTEGER): a compare value must fit.
+	Int32 bool
 }
 
 // DeviceAttrs are the device attributes a filter or a sort may name. Secrets (seeds, PINs) are
@@ -172,7 +175,7 @@ var DeviceAttrs = map[string]FilterAttr{
 	"type":     {Kind: AttrString},
 	"status":   {Kind: AttrString}, // the effective status at the query's Now
 	"user":     {Kind: AttrString}, // the owner's login
-	"fails":    {Kind: AttrInt},
+	"fails":    {Kind: AttrInt, Int32: true},
 	"created":  {Kind: AttrTime},
 	"updated":  {Kind: AttrTime},
 	"lastUsed": {Kind: AttrTime, Optional: true},
@@ -282,6 +285,9 @@ func validateCmp(f *Filter, attrs map[string]FilterAttr) error {
 	case int64:
 		if a.Kind != AttrInt {
 			return fmt.Errorf("%s is a %s, not an integer", f.Attr, a.Kind)
+		}
+		if a.Int32 && (v < math.MinInt32 || v > math.MaxInt32) {
+			return fmt.Errorf("%s is at most %d", f.Attr, math.MaxInt32)
 		}
 	case bool:
 		if a.Kind != AttrBool {

@@ -21,6 +21,9 @@ var (
 	ErrAlreadyExists = errors.New("store: already exists")
 	// ErrConflict: a conditional update matched no row because the row changed since it was read.
 	ErrConflict = errors.New("store: conflict")
+	// ErrInvalidText: a text argument is not valid UTF-8 or holds a NUL byte, which PostgreSQL
+	// cannot store; both backends refuse it alike, before the database sees it.
+	ErrInvalidText = errors.New("store: text is not valid UTF-8 or holds a NUL byte")
 )
 
 // Challenge statuses.

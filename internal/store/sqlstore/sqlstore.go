@@ -33,6 +33,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -353,7 +354,22 @@ func (q *queries) prep(ctx context.Context, write bool, query string) (*sql.Stmt
 	return st, p.db
 }
 
+// storableText reports whether every text argument can be stored on both engines: valid UTF-8
+// without NUL bytes (PostgreSQL refuses either with an error that would otherwise surface as a
+// 500, while SQLite stores them). Byte-slice arguments are not text and are not checked.
+func storableText(args []any) bool {
+	for _, a := range args {
+		if s, ok := a.(string); ok && (!utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
 func (q *queries) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if !storableText(args) {
+		return nil, store.ErrInvalidText
+	}
 	ctx = q.stmtCtx(ctx)
 	st, db := q.prep(ctx, true, query)
 	switch {
@@ -369,6 +385,10 @@ func (q *queries) exec(ctx context.Context, query string, args ...any) (sql.Resu
 // query runs a query on the transaction, or outside one on the write pool (write) or the
 // read pool.
 func (q *queries) query(ctx context.Context, write bool, query string, args ...any) (*sql.Rows, error) {
+	if !storableText(args) {
+		// No row can match such a value: an empty result on both engines alike.
+		query, args = sqlNoRow, nil
+	}
 	ctx = q.stmtCtx(ctx)
 	st, db := q.prep(ctx, write, query)
 	switch {
@@ -382,6 +402,10 @@ func (q *queries) query(ctx context.Context, write bool, query string, args ...a
 }
 
 func (q *queries) queryRow(ctx context.Context, write bool, query string, args ...any) *sql.Row {
+	if !storableText(args) {
+		// No row can hold such a key: answer "no rows" (ErrNotFound) on both engines alike.
+		query, args = sqlNoRow, nil
+	}
 	ctx = q.stmtCtx(ctx)
 	st, db := q.prep(ctx, write, query)
 	switch {
@@ -394,8 +418,14 @@ func (q *queries) queryRow(ctx context.Context, write bool, query string, args .
 	}
 }
 
+// sqlNoRow returns no row on both engines.
+var sqlNoRow = def(`SELECT 1 WHERE 1 = 0`)
+
 // execOnce runs a statement that is not worth preparing (variable IN lists).
 func (q *queries) execOnce(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if !storableText(args) {
+		return nil, store.ErrInvalidText
+	}
 	ctx = q.stmtCtx(ctx)
 	if q.tx != nil {
 		return q.tx.ExecContext(ctx, query, args...)

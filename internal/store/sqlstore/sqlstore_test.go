@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -202,6 +203,35 @@ func TestDump(t *testing.T) {
 		}
 		if !bytes.Contains(dump, []byte("needle-hash")) && !bytes.Contains(dump, []byte(hex.EncodeToString([]byte("needle-hash")))) {
 			t.Error("dump misses a byte column")
+		}
+	})
+}
+
+// TestUnstorableText: text that is not valid UTF-8 or holds a NUL byte finds nothing when read
+// and is refused with ErrInvalidText when written — alike on SQLite and PostgreSQL (PostgreSQL
+// would otherwise fail the statement, which surfaced as a 500).
+func TestUnstorableText(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, b storetest.Backend) {
+		s := storetest.Open(t, b.NewDSN(t))
+		ctx := context.Background()
+		tn := &store.Tenant{Name: "t", CreatedAt: time.Now()}
+		if err := s.CreateTenant(ctx, tn); err != nil {
+			t.Fatal(err)
+		}
+		for _, bad := range []string{"a\x00b", "\xff", "\xc3\x28"} {
+			if _, err := s.GetChallenge(ctx, tn.ID, bad); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("get %q: %v", bad, err)
+			}
+			if _, err := s.GetUserByLogin(ctx, tn.ID, bad); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("user by login %q: %v", bad, err)
+			}
+			if cs, err := s.ListChallenges(ctx, tn.ID, store.ChallengeFilter{Recipient: bad}); err != nil || len(cs) != 0 {
+				t.Errorf("list %q: %v %v", bad, cs, err)
+			}
+			u := &store.User{TenantID: tn.ID, Login: bad, Enabled: true, CreatedAt: time.Now(), UpdatedAt: time.Now()}
+			if err := s.CreateUser(ctx, u); !errors.Is(err, store.ErrInvalidText) {
+				t.Errorf("create user %q: %v", bad, err)
+			}
 		}
 	})
 }
