@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bytes"
+	"fmt"
 	"context"
 	"encoding/json"
 	"io"
@@ -231,6 +232,7 @@ func TestBadInputWritesNothing(t *testing.T) {
 			{"fraction", `{"channel":"none","to":"a@b.co","max_attempts":2.5}`, "application/json", 400, "invalid_json"},
 			{"unknown field", `{"channel":"none","to":"a@b.co","colour":"red"}`, "application/json", 400, "invalid_json"},
 			{"invalid field", `{"channel":"none","to":"a@b.co","code_length":4}`, "application/json", 400, "invalid_request"},
+			{"overflowing ttl", `{"channel":"none","to":"a@b.co","ttl_seconds":36028797018964028}`, "application/json", 400, "invalid_request"},
 			{"oversized", big, "application/json", 413, "body_too_large"},
 			{"form body", `channel=none&to=a@b.co`, "application/x-www-form-urlencoded", 415, "unsupported_media_type"},
 		}
@@ -351,9 +353,16 @@ func TestUnroutedAnswersProblem(t *testing.T) {
 	if r := e.do("GET", "/readyz", "", nil); r.status != 200 {
 		t.Errorf("readyz %d", r.status)
 	}
+	// A made-up method answers 405/404 and does not become a metric series of its own.
+	for i := range 3 {
+		e.do(fmt.Sprintf("X%dMETHOD", i), "/v1/verifications", e.key, nil)
+	}
 	r = e.do("GET", "/metrics", "", nil)
 	if r.status != 200 || !bytes.Contains(r.raw, []byte("otpd_http_requests_total")) {
 		t.Errorf("metrics: %d", r.status)
+	}
+	if bytes.Contains(r.raw, []byte("X0METHOD")) || !bytes.Contains(r.raw, []byte(`method="OTHER"`)) {
+		t.Errorf("client-chosen methods became metric labels")
 	}
 }
 

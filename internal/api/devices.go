@@ -116,7 +116,7 @@ func (s *Server) enrollDevice(w http.ResponseWriter, r *http.Request, p engine.P
 		return err
 	}
 	er := engine.EnrollRequest{User: userRef(r), Type: req.Type, Name: req.Name, Algorithm: req.Algorithm,
-		Digits: req.Digits, Period: time.Duration(req.PeriodSeconds) * time.Second, Phone: req.Phone,
+		Digits: req.Digits, Period: seconds(req.PeriodSeconds), Phone: req.Phone,
 		Email: req.Email, PIN: req.PIN, ClientIP: clientIP(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), s.trusted)}
 	if req.Secret != "" {
 		seed, err := otpauth.DecodeSecret(req.Secret)

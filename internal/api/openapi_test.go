@@ -303,7 +303,10 @@ func newOAPIEnv(t *testing.T) *oapiEnv {
 		engine.ChannelVoice: refusingSender{},
 	}} // no whatsapp provider: channel_unavailable
 	e, err := engine.New(engine.Options{Store: st, Keys: kr, Clock: clk, Logger: quiet,
-		Channels: []string{engine.ChannelEmail, engine.ChannelSMS, engine.ChannelViber, engine.ChannelVoice}})
+		Channels: []string{engine.ChannelEmail, engine.ChannelSMS, engine.ChannelViber, engine.ChannelVoice},
+		// The provider tests' gateways listen on loopback, which tenants' providers may not
+		// reach by default.
+		Delivery: engine.DeliveryOptions{AllowPrivateDestinations: true}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -223,6 +223,20 @@ func query(r *http.Request) (url.Values, error) {
 	return q, nil
 }
 
+// seconds turns a whole number of seconds from a request into a Duration, saturating instead
+// of overflowing (a huge value then fails the engine's range check instead of wrapping into a
+// valid-looking one).
+func seconds(n int) time.Duration {
+	const maxSeconds = int(math.MaxInt64 / int64(time.Second))
+	switch {
+	case n > maxSeconds:
+		return time.Duration(math.MaxInt64)
+	case n < -maxSeconds:
+		return time.Duration(math.MinInt64)
+	}
+	return time.Duration(n) * time.Second
+}
+
 // writeJSON sends v with status.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")

@@ -159,10 +159,9 @@ func (s *Server) testProvider(w http.ResponseWriter, r *http.Request, p engine.P
 		return err
 	}
 	writeJSON(w, http.StatusOK, struct {
-		Sent              bool   `json:"sent"`
-		ProviderMessageID string `json:"provider_message_id,omitempty"`
-		Error             string `json:"error,omitempty"`
-	}{res.Sent, res.ProviderMessageID, res.Error})
+		Sent  bool   `json:"sent"`
+		Error string `json:"error,omitempty"`
+	}{res.Sent, res.Error})
 	return nil
 }
 

@@ -226,7 +226,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if route == "" {
 			route = "unmatched"
 		}
-		s.reqs.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).Inc()
+		s.reqs.WithLabelValues(route, methodLabel(r.Method), strconv.Itoa(rec.status)).Inc()
 		s.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		s.log.Info("request", "method", r.Method, "route", route, "status", rec.status,
 			"duration_ms", float64(time.Since(start).Microseconds())/1000, "request_id", id,
@@ -273,6 +273,17 @@ func (r *recorder) Write(b []byte) (int, error) {
 }
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// methodLabel bounds the method label of the request metrics: a client can send any method
+// token, and each new one would otherwise be a new time series.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "OTHER"
+}
 
 type requestIDKey struct{}
 

@@ -52,7 +52,7 @@ func (s *Server) startVerification(w http.ResponseWriter, r *http.Request, p eng
 	}
 	sess, err := s.eng.Start(r.Context(), p, engine.StartRequest{
 		Channel: req.Channel, To: req.To, CodeLength: req.CodeLength,
-		TTL: time.Duration(req.TTLSeconds) * time.Second, MaxAttempts: req.MaxAttempts,
+		TTL: seconds(req.TTLSeconds), MaxAttempts: req.MaxAttempts,
 		Purpose: req.Purpose, ClientIP: req.ClientIP, Locale: req.Locale,
 		IdempotencyKey: r.Header.Get("Idempotency-Key"),
 	})
