@@ -88,10 +88,12 @@ func deviceEnroll(ctx context.Context, e *env, args []string) error {
 	alg := fs.String("algorithm", "", "TOTP/HOTP `algorithm`: SHA1, SHA256, SHA512 (default: policy)")
 	digits := fs.Int("digits", 0, "TOTP/HOTP code `digits` (6–8; default: policy)")
 	period := fs.Int("period", 0, "TOTP step in `seconds` (30 or 60; default: policy)")
-	secret := fs.String("secret", "", "import this base32 `seed` instead of generating one")
+	secret := fs.String("secret", "", "import this base32 `seed` instead of generating one (visible in ps and shell history: prefer --secret-file)")
+	secretFile := fs.String("secret-file", "", "import the base32 seed read from `FILE` (- for standard input)")
 	phone := fs.String("phone", "", "SMS: the `number`")
 	email := fs.String("email", "", "EMAIL: the `address`")
-	pin := fs.String("pin", "", "PIN: the `pin`")
+	pin := fs.String("pin", "", "PIN: the `pin` (visible in ps and shell history: prefer --pin-file)")
+	pinFile := fs.String("pin-file", "", "PIN: read the pin from `FILE` (- for standard input)")
 	invert := fs.Bool("invert", false, "draw the QR code's dark modules (for dark text on a light terminal)")
 	fs.Usage = func() {
 		fmt.Fprintf(e.stderr, "usage: otpd device enroll --user U --type T [flags]\n\nEnrol a device. A TOTP or HOTP enrolment prints the otpauth:// URI and its QR code\nonce: scan it with an authenticator app.\n\nFlags:\n")
@@ -103,6 +105,29 @@ func deviceEnroll(ctx context.Context, e *env, args []string) error {
 	}
 	if err := needUser(*user, fs.Args(), 0, "flags only"); err != nil {
 		return err
+	}
+	if *secretFile == "-" && *pinFile == "-" {
+		return fmt.Errorf("%w: only one of --secret-file and --pin-file can read standard input", errUsage)
+	}
+	for _, s := range []struct {
+		flag, fileFlag string
+		value, file    *string
+	}{{"secret", "secret-file", secret, secretFile}, {"pin", "pin-file", pin, pinFile}} {
+		switch {
+		case *s.value != "" && *s.file != "":
+			return fmt.Errorf("%w: give --%s or --%s, not both", errUsage, s.flag, s.fileFlag)
+		case *s.value != "":
+			warnSecretFlag(e, s.flag, s.fileFlag)
+		case *s.file != "":
+			v, err := readSecretFile(e, s.flag, *s.file)
+			if err != nil {
+				return err
+			}
+			if v == "" {
+				return fmt.Errorf("%s: %s is empty", s.flag, *s.file)
+			}
+			*s.value = v
+		}
 	}
 	body := map[string]any{"type": *typ}
 	for k, v := range map[string]string{"name": *name, "algorithm": *alg, "secret": *secret, "phone": *phone, "email": *email, "pin": *pin} {

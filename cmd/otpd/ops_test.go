@@ -3,7 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/json"
+	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -11,6 +16,7 @@ import (
 	"time"
 
 	"github.com/otpd/otpd/internal/keys"
+	"github.com/otpd/otpd/internal/otp"
 )
 
 // otpdRun runs the CLI in process and returns its exit status, stdout and stderr.
@@ -109,4 +115,60 @@ func TestBootstrapKeyNotEchoed(t *testing.T) {
 	if stdout, _ = serveUntilListening(t, []string{base[0], "OTPD_DATA_DIR=" + dir}); strings.Contains(stdout, "otpd_") {
 		t.Errorf("the second start printed a key again:\n%s", stdout)
 	}
+}
+
+// TestDeviceEnrollSecretFiles: a seed and a PIN can come from a file or standard input instead
+// of the command line; the old flags still work but warn on stderr.
+func TestDeviceEnrollSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	mk, _ := keys.GenerateMasterKey()
+	vars := []string{"OTPD_MASTER_KEY=" + keys.EncodeMasterKey(mk), "OTPD_DATA_DIR=" + dir}
+	otpd := func(want int, stdin string, args ...string) (map[string]any, string) {
+		t.Helper()
+		code, stdout, stderr := otpdRun(t, vars, stdin, args...)
+		if code != want {
+			t.Fatalf("otpd %s: exit %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, want, stdout, stderr)
+		}
+		var v map[string]any
+		if i := strings.Index(stdout, "{"); i >= 0 {
+			_ = json.NewDecoder(strings.NewReader(stdout[i:])).Decode(&v)
+		}
+		return v, stderr
+	}
+	otpd(0, "", "user", "create", "--login", "alice")
+	seed := make([]byte, 20)
+	rand.Read(seed)
+	b32 := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(seed)
+
+	// The seed from standard input: the device checks codes made from it.
+	d, stderr := otpd(0, b32+"\n", "device", "enroll", "--user", "alice", "--type", "hotp", "--secret-file", "-")
+	if strings.Contains(stderr, "warning") {
+		t.Errorf("--secret-file warned: %s", stderr)
+	}
+	code, _ := otp.HOTP(seed, 1, 6, otp.SHA1)
+	if v, _ := otpd(0, "", "device", "verify", "--user", "alice", fmt.Sprint(d["id"]), code); v["success"] != true {
+		t.Fatalf("a code from the seed read from stdin: %v", v)
+	}
+
+	// The PIN from a file.
+	pinPath := filepath.Join(t.TempDir(), "pin")
+	if err := os.WriteFile(pinPath, []byte("482915\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, stderr = otpd(0, "", "device", "enroll", "--user", "alice", "--type", "pin", "--pin-file", pinPath)
+	if strings.Contains(stderr, "warning") || strings.Contains(fmt.Sprint(d), "482915") {
+		t.Errorf("pin enrolment: %v\nstderr: %s", d, stderr)
+	}
+	if v, _ := otpd(0, "", "device", "verify", "--user", "alice", fmt.Sprint(d["id"]), "482915"); v["success"] != true {
+		t.Fatalf("the PIN read from a file: %v", v)
+	}
+
+	// The old flag still works, with a warning; both at once, or two readers of stdin, are refused.
+	_, stderr = otpd(0, "", "device", "enroll", "--user", "alice", "--type", "pin", "--pin", "771903")
+	if !strings.Contains(stderr, "warning: --pin") || !strings.Contains(stderr, "--pin-file") || strings.Contains(stderr, "771903") {
+		t.Errorf("--pin: stderr %s", stderr)
+	}
+	otpd(2, "", "device", "enroll", "--user", "alice", "--type", "pin", "--pin", "771903", "--pin-file", pinPath)
+	otpd(2, "", "device", "enroll", "--user", "alice", "--type", "hotp", "--secret-file", "-", "--pin-file", "-")
+	otpd(1, "", "device", "enroll", "--user", "alice", "--type", "pin", "--pin-file", filepath.Join(dir, "missing"))
 }
