@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/otpd/otpd/internal/clock"
 	"github.com/otpd/otpd/internal/engine"
 	"github.com/otpd/otpd/internal/keys"
@@ -790,5 +792,73 @@ func TestIPv6LimitPerSlash64(t *testing.T) {
 		if got := engine.IPLimitKey(ip); got != want {
 			t.Errorf("IPLimitKey(%s) = %s, want %s", ip, got, want)
 		}
+	}
+}
+
+// TestConversionMetricPerCountry: sends to one country that are never verified show in the
+// started/verified counters by country, which the documented alert divides (SECURITY.md 28).
+func TestConversionMetricPerCountry(t *testing.T) {
+	st := storetest.Open(t, storetest.Backends()[0].NewDSN(t))
+	reg := prometheus.NewRegistry()
+	kr, _ := keys.NewKeyring(testKey)
+	e, err := engine.New(engine.Options{Store: st, Keys: kr, Clock: clock.NewFake(t0), Metrics: engine.NewMetrics(reg),
+		Config: engine.Config{Limits: engine.Limits{Recipient: engine.Limit{Count: 1000, Window: time.Minute}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tid, _, err := e.Bootstrap(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := engine.Principal{TenantID: tid, Role: store.RoleAdmin}
+	ctx := context.Background()
+	for i := range 100 { // pumped: Latvian numbers, never verified
+		if _, err := e.Start(ctx, p, engine.StartRequest{Channel: "none", To: fmt.Sprintf("+3712%07d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 10 { // healthy: US numbers, all verified
+		s, err := e.Start(ctx, p, engine.StartRequest{Channel: "none", To: fmt.Sprintf("+1415555%04d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, err := e.Check(ctx, p, s.ID, s.Code); err != nil || !r.Valid() {
+			t.Fatal(err)
+		}
+	}
+	counter := func(name string, labels map[string]string) float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		total := 0.0
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+		metrics:
+			for _, m := range mf.GetMetric() {
+				got := map[string]string{}
+				for _, l := range m.GetLabel() {
+					got[l.GetName()] = l.GetValue()
+				}
+				for k, v := range labels {
+					if got[k] != v {
+						continue metrics
+					}
+				}
+				total += m.GetCounter().GetValue()
+			}
+		}
+		return total
+	}
+	started := func(country string) float64 {
+		return counter("otpd_verifications_started_total", map[string]string{"channel": "none", "country": country})
+	}
+	verified := func(country string) float64 {
+		return counter("otpd_verification_checks_total", map[string]string{"channel": "none", "country": country, "outcome": "verified"})
+	}
+	if started("LV") != 100 || verified("LV") != 0 || started("US") != 10 || verified("US") != 10 {
+		t.Fatalf("LV %v/%v, US %v/%v", verified("LV"), started("LV"), verified("US"), started("US"))
 	}
 }

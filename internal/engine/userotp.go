@@ -160,7 +160,7 @@ func (e *Engine) IssueUserOTP(ctx context.Context, p Principal, r UserOTPRequest
 	if err != nil {
 		return nil, mapStoreErr(err)
 	}
-	e.metrics.startedInc(ChannelNone)
+	e.metrics.startedInc(ChannelNone, "")
 	return &UserOTP{OTP: out.Code, SessionID: out.ID, CreatedAt: out.CreatedAt, ExpiresAt: out.ExpiresAt,
 		TTL: ttl, UserEmail: user.Email, MobileNumber: user.Phone}, nil
 }
@@ -231,15 +231,16 @@ func (e *Engine) authorizeRequestor(ctx context.Context, s *store.IAMSettings, t
 	form := url.Values{"token": {token}, "token_type_hint": {"access_token"}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.IntrospectionURL, strings.NewReader(form.Encode()))
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrIAMUnavailable, err)
+		return fmt.Errorf("%w: %w", ErrIAMUnavailable, err) // a *url.Error: callers log only its host
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
 	req.SetBasicAuth(url.QueryEscape(s.ClientID), url.QueryEscape(string(secret)))
 	res, err := introspectionClient.Do(req)
 	if err != nil {
-		// The error names the URL, never the token (it is in the body) or the secret.
-		return fmt.Errorf("%w: %v", ErrIAMUnavailable, err)
+		// The error names the URL (with its query), never the token (it is in the body) or the
+		// secret; it stays a *url.Error so that callers can log only the URL's scheme and host.
+		return fmt.Errorf("%w: %w", ErrIAMUnavailable, err)
 	}
 	defer res.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(res.Body, maxIntrospectionAnswer+1))

@@ -151,7 +151,7 @@ func (e *Engine) Start(ctx context.Context, p Principal, r StartRequest) (*Sessi
 		e.notify()
 	}
 	if !out.Replayed {
-		e.metrics.startedInc(c.Channel)
+		e.metrics.startedInc(c.Channel, c.Recipient)
 	}
 	return out, nil
 }
@@ -387,7 +387,7 @@ func (e *Engine) check(ctx context.Context, p Principal, id, code string, accept
 		if err != nil {
 			return nil, mapStoreErr(err)
 		}
-		e.metrics.checked(res.Session.Channel, res.Outcome)
+		e.metrics.checked(res.Session.Channel, res.Session.Recipient, res.Outcome)
 		return res, nil
 	}
 	return nil, fmt.Errorf("%w: the session is changing too fast, retry", ErrConflict)
