@@ -345,7 +345,13 @@ func TestProviderCLI(t *testing.T) {
 	peer := newSMSPeer(t)
 	dir := t.TempDir()
 	admin := "e2e-admin-key-cli-provider-0123456789ab"
-	p := start(t, []string{"OTPD_DATA_DIR=" + dir, "OTPD_BOOTSTRAP_API_KEY=" + admin, "OTPD_LOG_PROVIDER=on"})
+	// The peer listens on loopback, where tenants' providers may not connect unless the
+	// operator allows it.
+	cfgFile := filepath.Join(t.TempDir(), "otpd.yaml")
+	if err := os.WriteFile(cfgFile, []byte("delivery:\n  allow_private_destinations: true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, []string{"OTPD_DATA_DIR=" + dir, "OTPD_BOOTSTRAP_API_KEY=" + admin, "OTPD_LOG_PROVIDER=on", "OTPD_CONFIG=" + cfgFile})
 	secretFile := filepath.Join(t.TempDir(), "api_key")
 	const secret = "cli-provider-secret-value-42"
 	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {

@@ -90,7 +90,8 @@ func openDelivery(c config.Config, st *sqlstore.Store, kr *keys.Keyring, log *sl
 
 // engineOptions tell the engine about the deployment's providers.
 func (d *delivery) engineOptions() engine.DeliveryOptions {
-	return engine.DeliveryOptions{Providers: d.specs, PublicURL: d.cfg.Worker.PublicURL, Changed: d.router.Invalidate}
+	return engine.DeliveryOptions{Providers: d.specs, PublicURL: d.cfg.Worker.PublicURL, Changed: d.router.Invalidate,
+		AllowPrivateDestinations: d.cfg.Worker.AllowPrivateDestinations}
 }
 
 // newWorker builds the outbox worker over the router.

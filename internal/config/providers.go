@@ -21,6 +21,7 @@ import (
 //	    secrets: {auth_token: …, receipt_token: …}
 //	delivery:
 //	  public_url: https://otpd.example.com   # providers call back /v1/receipts/{id}?token=…
+//	  allow_private_destinations: false      # tenants' providers: public addresses only
 //
 // Providers here serve every tenant; a tenant may replace them for a channel with its own
 // (/v1/providers). Type-specific settings are checked when the server starts.
@@ -61,6 +62,11 @@ type DeliveryWorker struct {
 	SendTimeout time.Duration `yaml:"send_timeout,omitempty"`
 	// RouteRefresh is how often a tenant's providers are read again (default 5s).
 	RouteRefresh time.Duration `yaml:"route_refresh,omitempty"`
+	// AllowPrivateDestinations lets tenants' providers (created through the API) connect to
+	// loopback, private, link-local and other non-public addresses. Off by default, so a
+	// tenant admin cannot reach the deployment's own network through a provider; the providers
+	// of this file are never restricted.
+	AllowPrivateDestinations bool `yaml:"allow_private_destinations,omitempty"`
 }
 
 var providerIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)

@@ -147,6 +147,11 @@ type ProviderConfig struct {
 	OnReceipt func(ctx context.Context, r Receipt)
 	// Logger gets the provider's connection events; never a message text.
 	Logger *slog.Logger
+	// RestrictDestinations makes the provider refuse to connect to addresses that are not
+	// public (loopback, private, link-local, CGNAT, …; see CheckDestination), checked on the
+	// resolved address of every connection. Set for tenants' providers unless the operator
+	// allows private destinations; never for the configuration file's.
+	RestrictDestinations bool
 }
 
 // Factory builds a Sender from its configuration. It validates the settings and secrets (errors
@@ -396,6 +401,7 @@ func fingerprint(cfg ProviderConfig) [32]byte {
 		Settings   json.RawMessage
 		Secrets    map[string]string
 		ReceiptURL string
-	}{cfg.Type, cfg.Channels, cfg.Settings, cfg.Secrets, cfg.ReceiptURL})
+		Restrict   bool
+	}{cfg.Type, cfg.Channels, cfg.Settings, cfg.Secrets, cfg.ReceiptURL, cfg.RestrictDestinations})
 	return sha256.Sum256(b)
 }

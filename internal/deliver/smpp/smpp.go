@@ -80,6 +80,7 @@ type Sender struct {
 	rebind    time.Duration
 	onReceipt func(ctx context.Context, r deliver.Receipt)
 	log       *slog.Logger
+	restrict  bool // a tenant's provider: public addresses only
 
 	mu      sync.Mutex
 	sess    *gosmpp.Session
@@ -104,7 +105,7 @@ func New(cfg deliver.ProviderConfig) (*Sender, error) {
 		return nil, err
 	}
 	s := &Sender{id: cfg.ID, st: st, password: cfg.Secrets["password"], onReceipt: cfg.OnReceipt,
-		log: cfg.Logger, pending: map[int32]chan submitResult{}}
+		log: cfg.Logger, restrict: cfg.RestrictDestinations, pending: map[int32]chan submitResult{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -180,7 +181,7 @@ func (s *Sender) session() (*gosmpp.Session, error) {
 	}
 	auth := gosmpp.Auth{SMSC: s.st.Addr, SystemID: s.st.SystemID, Password: s.password, SystemType: s.st.SystemType}
 	dial := func(addr string) (net.Conn, error) {
-		d := &net.Dialer{Timeout: 10 * time.Second}
+		d := deliver.Dialer(10*time.Second, s.restrict)
 		if s.st.TLS {
 			host, _, _ := net.SplitHostPort(addr)
 			return tls.DialWithDialer(d, "tcp", addr, &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12})
@@ -219,6 +220,9 @@ func bindErr(err error) error {
 	var be gosmpp.BindError
 	if errors.As(err, &be) {
 		return fmt.Errorf("the SMSC refused the bind (%s)", be.CommandStatus.Desc())
+	}
+	if deliver.IsPrivateDestination(err) {
+		return errors.New("the SMSC's address is not a public address; tenant providers may not connect there")
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
@@ -306,7 +310,7 @@ func (s *Sender) submit(ctx context.Context, sess *gosmpp.Session, p *pdu.Submit
 			}
 			return "", err
 		}
-		return res.id, nil
+		return deliver.ProviderMessageID(res.id), nil
 	case <-timer.C:
 		return "", errors.New("smpp: no submit_sm_resp in time")
 	case <-ctx.Done():

@@ -318,9 +318,9 @@ func New(cfg deliver.ProviderConfig) (*Sender, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	s.client = &http.Client{Timeout: timeout, CheckRedirect: func(*http.Request, []*http.Request) error {
-		return http.ErrUseLastResponse // a redirect is an answer, not something to follow with our secrets
-	}}
+	// Redirects are not followed (they would carry our secrets elsewhere); a tenant's provider
+	// connects only to public addresses.
+	s.client = deliver.HTTPClient(timeout, cfg.RestrictDestinations)
 	return s, nil
 }
 
@@ -397,10 +397,8 @@ func (s *Sender) Send(ctx context.Context, m deliver.Message) (string, error) {
 			id = text(val)
 		}
 	}
-	if len(id) > 200 {
-		id = id[:200]
-	}
-	return id, nil
+	// An id that does not look like one is treated as absent (receipts then cannot match).
+	return deliver.ProviderMessageID(id), nil
 }
 
 func (s *Sender) statusOK(code int) bool {
@@ -479,6 +477,10 @@ func transportError(ctx context.Context, err error) error {
 	}
 	var ne net.Error
 	switch {
+	case deliver.IsPrivateDestination(err):
+		// Retried (and failed over): the name may resolve elsewhere later, and the secondary
+		// may be somewhere else.
+		return errors.New("the provider's address is not a public address; tenant providers may not connect there")
 	case ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout()):
 		return errors.New("the provider did not answer in time")
 	case errors.As(err, new(*net.OpError)):

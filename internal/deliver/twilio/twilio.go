@@ -127,9 +127,7 @@ func New(cfg deliver.ProviderConfig) (*Sender, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	s.client = &http.Client{Timeout: timeout, CheckRedirect: func(*http.Request, []*http.Request) error {
-		return http.ErrUseLastResponse
-	}}
+	s.client = deliver.HTTPClient(timeout, cfg.RestrictDestinations)
 	return s, nil
 }
 
@@ -215,10 +213,9 @@ func (s *Sender) Send(ctx context.Context, m deliver.Message) (string, error) {
 	if jsonErr != nil || ans.SID == "" {
 		return "", fmt.Errorf("twilio: the answer (HTTP %d) has no sid", res.StatusCode)
 	}
-	if len(ans.SID) > 64 {
-		return "", errors.New("twilio: the sid in the answer is too long")
-	}
-	return ans.SID, nil
+	// Twilio took the message: a sid that does not look like one is treated as absent rather
+	// than as a failure (which would send the message again).
+	return deliver.ProviderMessageID(ans.SID), nil
 }
 
 // digitsRE finds the runs of digits a voice should read one by one (codes, not years of text).
@@ -241,6 +238,8 @@ func transportError(ctx context.Context, err error) error {
 	}
 	var ne net.Error
 	switch {
+	case deliver.IsPrivateDestination(err):
+		return errors.New("twilio: the API's address is not a public address; tenant providers may not connect there")
 	case ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout()):
 		return errors.New("twilio: no answer in time")
 	case errors.As(err, new(*net.OpError)):
