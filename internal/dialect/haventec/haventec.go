@@ -11,15 +11,20 @@ package haventec
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/otpd/otpd/internal/engine"
@@ -270,7 +275,7 @@ func (h *handler) mapError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, engine.ErrUserOTPExists):
 		fail(w, ErrOTPExists)
 	case errors.Is(err, engine.ErrIAMUnavailable):
-		h.log.Warn("haventec: IAM introspection failed", "err", err)
+		h.log.Warn("haventec: IAM introspection failed", iamFailure(err)...)
 		fail(w, ErrIAMUnavailable)
 	case errors.As(err, &rl):
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(rl.RetryAfter.Seconds()))))
@@ -278,6 +283,51 @@ func (h *handler) mapError(w http.ResponseWriter, r *http.Request, err error) {
 	default:
 		h.internal(w, r, err)
 	}
+}
+
+// iamFailure describes a failed introspection for the log. A transport error (*url.Error)
+// carries the whole introspection URL, and its query may hold a credential of the customer's
+// IAM, so only the URL's scheme and host and the kind of failure are logged. The engine's other
+// reasons (an HTTP status, an answer that is not JSON) name no URL and are logged as they are.
+func iamFailure(err error) []any {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return []any{"reason", err.Error()}
+	}
+	iam := "(unparsable URL)"
+	if u, perr := url.Parse(ue.URL); perr == nil && u.Scheme != "" {
+		iam = u.Scheme + "://" + u.Host
+	}
+	return []any{"iam", iam, "reason", failureKind(ue)}
+}
+
+// failureKind names what went wrong with a request without quoting the request.
+func failureKind(ue *url.Error) string {
+	var (
+		dns  *net.DNSError
+		cert *tls.CertificateVerificationError
+		rec  tls.RecordHeaderError
+		op   *net.OpError
+	)
+	switch {
+	case ue.Timeout():
+		return "timeout"
+	case errors.Is(ue.Err, context.Canceled):
+		return "canceled"
+	case errors.As(ue.Err, &dns):
+		return "name resolution failed"
+	case errors.As(ue.Err, &cert), errors.As(ue.Err, &rec):
+		return "TLS failed"
+	case errors.Is(ue.Err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(ue.Err, syscall.ECONNRESET), errors.Is(ue.Err, io.EOF), errors.Is(ue.Err, io.ErrUnexpectedEOF):
+		return "connection closed"
+	case errors.As(ue.Err, &op):
+		return "network error (" + op.Op + ")"
+	case ue.Op == "parse":
+		return "malformed URL"
+	}
+	return "request failed"
 }
 
 func (h *handler) internal(w http.ResponseWriter, r *http.Request, err error) {
