@@ -2,7 +2,7 @@ package deliver
 
 import "strings"
 
-// MaskRecipient hides most of an address for logs, metrics labels and the console, so a line
+// MaskRecipient hides most of an address for logs and metrics labels, so a line
 // can still be matched to a user without spelling out personal data:
 //
 //	alice@example.com → a***@example.com

@@ -1,7 +1,7 @@
 // Package logsender is the development provider "log": instead of sending, it writes one log
 // line per message — id, channel and masked recipient, never the body (SPEC rule 8) — and keeps
-// the message, sealed, in the dev inbox (the dev_messages table) where the console and
-// GET /v1/dev/messages show it to the tenant.
+// the message, sealed, in the dev inbox (the dev_messages table), where GET /v1/dev/messages
+// shows it to the tenant.
 package logsender
 
 import (
