@@ -21,11 +21,13 @@ import (
 	"github.com/otpd/otpd/internal/clock"
 	"github.com/otpd/otpd/internal/deliver"
 	"github.com/otpd/otpd/internal/deliver/email"
+	"github.com/otpd/otpd/internal/deliver/smpp"
 	"github.com/otpd/otpd/internal/keys"
 	"github.com/otpd/otpd/internal/store"
 	"github.com/otpd/otpd/internal/store/storetest"
 	"github.com/otpd/otpd/internal/testlog"
 	"github.com/otpd/otpd/internal/testpg"
+	"github.com/otpd/otpd/internal/testsmsc"
 	"github.com/otpd/otpd/internal/testsmtp"
 )
 
@@ -654,4 +656,45 @@ func slowProxy(t *testing.T, target string, delay time.Duration) *proxy {
 		}
 	})
 	return p
+}
+
+// An SMSC that accepts the connection and never answers the bind must not hold the worker: the
+// send gives up at SendTimeout, the message is retried later, and shutdown completes.
+func TestWorkerShutdownWithSilentSMSC(t *testing.T) {
+	eachStore(t, func(t *testing.T, st store.Store) {
+		f := newFixture(t, st, testsmtp.Options{})
+		smsc := testsmsc.Start(t, testsmsc.Options{IgnoreBinds: true})
+		silent, err := smpp.New(deliver.ProviderConfig{ID: "silent-smsc", Type: smpp.Type, Channels: []string{"sms"},
+			Settings: json.RawMessage(`{"addr": "` + smsc.Addr() + `", "system_id": "otpd"}`),
+			Secrets:  map[string]string{"password": "secret"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { silent.Close() })
+		w := f.worker("w1")
+		w.Senders = deliver.Registry{"email": f.sender, "sms": silent}
+		w.SendTimeout = 300 * time.Millisecond
+		m := f.enqueue(t, "sms", "+15550100070", "424242", 5)
+
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- w.Run(ctx) }()
+		w.Notify()
+		if !smsc.WaitUntil(func() bool { return smsc.Accepted() > 0 }, 10*time.Second) {
+			t.Fatal("the worker never connected")
+		}
+		cancel() // while the bind hangs
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Run did not return: the silent SMSC holds the worker")
+		}
+		after := f.message(t, m.ID)
+		if after.Status != store.MsgQueued || after.Attempts != 1 || !strings.Contains(after.LastError, "no bind in time") {
+			t.Errorf("message after the hung bind: status %q attempts %d error %q", after.Status, after.Attempts, after.LastError)
+		}
+	})
 }

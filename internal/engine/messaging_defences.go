@@ -197,9 +197,11 @@ func (e *Engine) takeSendLimits(ctx context.Context, q store.Queries, p Principa
 	now := e.clock.Now()
 	if !s.allowsCountry(m.Country, bsg) {
 		const msg = "The recipients phone number is located in a country that is not on the list of countries allowed for your account."
-		return &outcomeError{msg: msg, errs: []error{ErrCountryNotAllowed,
-			invalid("to", "messages to %s are not allowed for this tenant (see its allowed_countries)", m.Country),
-			&RateLimitError{Scope: "country"}}} // counted in otpd_send_refusals_total; surfaces see the field error first
+		// A country is a property of the recipient, not a rate: the generic outcome is a field
+		// error on "to", never a RateLimitError (whose Retry-After would promise that waiting
+		// helps). The refusal is still counted and audited as scope "country" (refusalScope).
+		return outcome(ErrCountryNotAllowed,
+			invalid("to", "messages to %s are not allowed for this tenant (see its allowed_countries)", m.Country), msg)
 	}
 	if dupKey != "" && s.DuplicateWindowSeconds > 0 {
 		ok, retry, err := q.TakeRate(ctx, p.TenantID, store.RateLimit{Scope: "duplicate", Key: dupKey, Limit: 1,

@@ -39,6 +39,9 @@ type Options struct {
 	NoReceipts  bool
 	// ReceiptDelay waits before a receipt is sent.
 	ReceiptDelay time.Duration
+	// IgnoreBinds accepts connections and reads what arrives, but never answers a bind: an
+	// SMSC that hangs.
+	IgnoreBinds bool
 }
 
 // Message is one short message the SMSC accepted (all its parts).
@@ -62,6 +65,8 @@ type Server struct {
 	msgs     []Message
 	submits  int
 	binds    int
+	accepted int
+	unbinds  int
 	nextID   int
 	conns    map[*conn]bool
 	partials map[string]*partial
@@ -158,6 +163,40 @@ func (s *Server) Binds() int {
 	return s.binds
 }
 
+// Accepted counts the connections accepted so far.
+func (s *Server) Accepted() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.accepted
+}
+
+// Unbinds counts the unbind requests received.
+func (s *Server) Unbinds() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.unbinds
+}
+
+// Open counts the connections open now.
+func (s *Server) Open() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// WaitUntil waits until cond (called with no lock held) is true, polling; false when timeout
+// passed first.
+func (s *Server) WaitUntil(cond func() bool, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
 // WaitFor waits until a complete message to `to` has arrived and returns the latest one.
 func (s *Server) WaitFor(t testing.TB, to string, timeout time.Duration) Message {
 	t.Helper()
@@ -218,6 +257,7 @@ func (s *Server) serve() {
 			return
 		}
 		s.conns[c] = true
+		s.accepted++
 		s.mu.Unlock()
 		s.wg.Add(1)
 		go func() {
@@ -249,6 +289,9 @@ func (s *Server) handle(c *conn) {
 		}
 		switch req := p.(type) {
 		case *pdu.BindRequest:
+			if s.o.IgnoreBinds {
+				continue
+			}
 			resp := req.GetResponse().(*pdu.BindResp)
 			resp.SystemID = "testsmsc"
 			if req.SystemID != s.o.SystemID || req.Password != s.o.Password {
@@ -264,6 +307,9 @@ func (s *Server) handle(c *conn) {
 		case *pdu.EnquireLink:
 			_ = c.write(req.GetResponse())
 		case *pdu.Unbind:
+			s.mu.Lock()
+			s.unbinds++
+			s.mu.Unlock()
 			_ = c.write(req.GetResponse())
 			return
 		case *pdu.SubmitSM:

@@ -84,6 +84,7 @@ type Sender struct {
 
 	mu      sync.Mutex
 	sess    *gosmpp.Session
+	binding *bindAttempt // the bind in progress, if any
 	closed  bool
 	pmu     sync.Mutex
 	pending map[int32]chan submitResult
@@ -169,24 +170,96 @@ func (s *Sender) Close() error {
 	return nil
 }
 
-// session returns the bound session, binding on first use.
-func (s *Sender) session() (*gosmpp.Session, error) {
+// bindTimeout bounds one bind: connecting, the TLS handshake and the SMSC's bind_resp. gosmpp
+// v0.3.1 reads the bind_resp without a deadline of its own, so an SMSC that accepts the
+// connection and never answers would hold the bind (and every Send waiting for it) forever; the
+// dialer puts this deadline on the new connection, and gosmpp sets its own read and write
+// deadlines once bound. A variable so that tests can shorten it.
+var bindTimeout = 10 * time.Second
+
+// bindAttempt is one bind in progress; done is closed when it ended, with err its outcome.
+type bindAttempt struct {
+	done chan struct{}
+	err  error
+}
+
+var errClosed = errors.New("smpp: provider closed")
+
+// session returns the bound session, binding on first use. The bind runs on its own (bounded by
+// bindTimeout) and no lock is held while it does: callers wait for it only as long as their ctx
+// lets them, and concurrent callers share one bind.
+func (s *Sender) session(ctx context.Context) (*gosmpp.Session, error) {
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return nil, errClosed
+		}
+		if s.sess != nil {
+			sess := s.sess
+			s.mu.Unlock()
+			return sess, nil
+		}
+		b := s.binding
+		if b == nil {
+			b = &bindAttempt{done: make(chan struct{})}
+			s.binding = b
+			go s.bind(b)
+		}
+		s.mu.Unlock()
+		select {
+		case <-b.done:
+			if b.err != nil {
+				return nil, b.err
+			}
+			// Bound: loop to pick the session up (or see that Close came first).
+		case <-ctx.Done():
+			return nil, errors.New("smpp: no bind in time (the bind goes on in the background)")
+		}
+	}
+}
+
+// bind opens the session for b and publishes it (or closes it again when the Sender was closed
+// meanwhile).
+func (s *Sender) bind(b *bindAttempt) {
+	sess, err := s.newSession()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil, errors.New("smpp: provider closed")
+	s.binding = nil
+	if err == nil && s.closed {
+		err = errClosed
+	} else if err == nil {
+		s.sess, sess = sess, nil
 	}
-	if s.sess != nil {
-		return s.sess, nil
+	b.err = err
+	s.mu.Unlock()
+	if sess != nil {
+		_ = sess.Close() // bound after Close: unbind at once
 	}
+	close(b.done)
+}
+
+func (s *Sender) newSession() (*gosmpp.Session, error) {
 	auth := gosmpp.Auth{SMSC: s.st.Addr, SystemID: s.st.SystemID, Password: s.password, SystemType: s.st.SystemType}
 	dial := func(addr string) (net.Conn, error) {
-		d := deliver.Dialer(10*time.Second, s.restrict)
+		d := deliver.Dialer(bindTimeout, s.restrict)
+		var conn net.Conn
+		var err error
 		if s.st.TLS {
 			host, _, _ := net.SplitHostPort(addr)
-			return tls.DialWithDialer(d, "tcp", addr, &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12})
+			conn, err = tls.DialWithDialer(d, "tcp", addr, &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12})
+		} else {
+			conn, err = d.Dial("tcp", addr)
 		}
-		return d.Dial("tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		// Bounds the bind request and its answer (also of a re-bind after a drop); gosmpp
+		// replaces the deadlines with its own read and write timeouts once bound.
+		if err := conn.SetDeadline(time.Now().Add(bindTimeout)); err != nil {
+			_ = conn.Close()
+			return nil, err
+		}
+		return conn, nil
 	}
 	sess, err := gosmpp.NewSession(gosmpp.TRXConnector(dial, auth), gosmpp.Settings{
 		EnquireLink:  s.enquire,
@@ -211,7 +284,6 @@ func (s *Sender) session() (*gosmpp.Session, error) {
 		return nil, fmt.Errorf("smpp: bind to %s: %w", s.st.Addr, bindErr(err))
 	}
 	s.log.Info("smpp: bound", "provider", s.id, "smsc", s.st.Addr)
-	s.sess = sess
 	return sess, nil
 }
 
@@ -256,7 +328,10 @@ func (s *Sender) Send(ctx context.Context, m deliver.Message) (string, error) {
 	if err != nil {
 		return "", deliver.Permanent(err)
 	}
-	sess, err := s.session()
+	if err := ctx.Err(); err != nil {
+		return "", errors.New("smpp: no time left to send")
+	}
+	sess, err := s.session(ctx)
 	if err != nil {
 		return "", err
 	}

@@ -307,3 +307,53 @@ func TestSettings(t *testing.T) {
 		t.Errorf("unreachable SMSC: %v", err)
 	}
 }
+
+// An SMSC that accepts the connection and never answers the bind: Send gives up when its
+// context ends — also a second Send waiting for the same bind — and the bind itself ends at its
+// deadline instead of holding the provider forever.
+func TestSilentSMSC(t *testing.T) {
+	old := bindTimeout
+	bindTimeout = time.Second
+	t.Cleanup(func() { bindTimeout = old })
+	smsc := testsmsc.Start(t, testsmsc.Options{IgnoreBinds: true})
+	s, _ := newSender(t, smsc, "", "secret")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range errs {
+		wg.Go(func() { _, errs[i] = s.Send(ctx, message("+15550100001", "hello")) })
+	}
+	wg.Wait()
+	if took := time.Since(start); took > 700*time.Millisecond {
+		t.Errorf("Send took %v with a 200ms context", took)
+	}
+	for _, err := range errs {
+		if err == nil || deliver.IsPermanent(err) || !strings.Contains(err.Error(), "no bind in time") {
+			t.Errorf("send to a silent SMSC: %v", err)
+		}
+	}
+	if smsc.Accepted() != 1 {
+		t.Errorf("%d connections, want one bind shared by both sends", smsc.Accepted())
+	}
+
+	// A patient Send hears the bind fail at its deadline, long before its own.
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel2()
+	start = time.Now()
+	_, err := s.Send(ctx2, message("+15550100001", "hello"))
+	if err == nil || !strings.Contains(err.Error(), "no answer in time") {
+		t.Errorf("send after the bind deadline: %v", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the bind was not bounded: %v", took)
+	}
+	if !smsc.WaitUntil(func() bool { return smsc.Open() == 0 }, 5*time.Second) {
+		t.Errorf("%d connections still open after the bind timed out", smsc.Open())
+	}
+	if smsc.Submits() != 0 {
+		t.Errorf("%d submits without a bind", smsc.Submits())
+	}
+}

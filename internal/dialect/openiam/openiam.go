@@ -340,6 +340,9 @@ func (h *handler) send(w http.ResponseWriter, r *http.Request, p engine.Principa
 	switch {
 	case err == nil:
 		return code, true
+	case errors.Is(err, engine.ErrCountryNotAllowed):
+		// The number is fine but its country may not receive codes: waiting will not help.
+		fail(w, 400, CodeInvalidPhone, "The phone number is in a country that may not receive codes.")
 	case errors.As(err, &rl):
 		secs := int(math.Ceil(rl.RetryAfter.Seconds()))
 		w.Header().Set("Retry-After", strconv.Itoa(secs))

@@ -418,3 +418,29 @@ func TestTenantResolution(t *testing.T) {
 		e.json("/selfservice/send-verification-code-by-email", `{"email":"d@example.com"}`, "Authorization", "Basic eDp5").envelopeError(t, 401, "UNAUTHORIZED")
 	})
 }
+
+// TestSMSCountryNotAllowed: an SMS to a country the tenant does not allow is INVALID_PHONE (400),
+// as docs/openiam.md says — not a rate limit with "try again in 0 s" — and nothing is sent.
+func TestSMSCountryNotAllowed(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, b storetest.Backend) {
+		e := newEnv(t, b, nil)
+		if r := e.native("PATCH", "/v1/settings/messaging", e.admin, map[string]any{"allowed_countries": []string{"AU"}}); r.status != 200 {
+			t.Fatalf("settings: %d %s", r.status, r.raw)
+		}
+		for range 2 { // the second is not refused as a repeat either
+			r := e.json("/selfservice/send-sms-verification-code", seedSMSPayload) // +1 …: US
+			r.envelopeError(t, 400, "INVALID_PHONE")
+			if ra := r.header.Get("Retry-After"); ra != "" {
+				t.Errorf("Retry-After %q on a country refusal", ra)
+			}
+		}
+		if r := e.native("GET", "/v1/verifications", e.admin, nil); len(r.body["items"].([]any)) != 0 {
+			t.Fatalf("refused sends left sessions: %s", r.raw)
+		}
+		// An allowed country still gets its code.
+		r := e.json("/selfservice/send-sms-verification-code", `{"countryCd":"61","areaCd":"4","phoneNbr":"01629754"}`)
+		if r.body["status"] != float64(200) {
+			t.Fatalf("AU send: %s", r.raw)
+		}
+	})
+}

@@ -204,6 +204,10 @@ func toSCIMError(err error) *scimError {
 		return &scimError{status: 400, scimType: "invalidFilter", detail: fe.msg}
 	case errors.Is(err, engine.ErrInvalidFilter):
 		return &scimError{status: 400, scimType: "invalidFilter", detail: strings.TrimPrefix(err.Error(), "invalid filter: ")}
+	case errors.Is(err, engine.ErrCountryNotAllowed):
+		// The device's number lies in a country the tenant does not send to: the value is the
+		// problem, and waiting will not help.
+		return &scimError{status: 400, scimType: "invalidValue", detail: "phone: codes may not be sent to this number's country (the tenant's allowed_countries)."}
 	case errors.As(err, &vs) && len(vs) > 0:
 		return &scimError{status: 400, scimType: "invalidValue", detail: scimField(vs[0].Field) + ": " + vs[0].Message}
 	case errors.As(err, &ve):
