@@ -49,6 +49,7 @@ func commands() []command {
 		{"serve", "otpd serve [flags]", "run the server", cmdServe},
 		{"migrate", "otpd migrate [--status] [flags]", "apply database migrations and exit", cmdMigrate},
 		{"config", "otpd config [flags]", "print the effective configuration (secrets masked)", cmdConfig},
+		{"backup", "otpd backup [flags] FILE", "copy the SQLite database to a new FILE, also while otpd runs", cmdBackup},
 		{"version", "otpd version", "print the version", cmdVersion},
 		{"keygen", "otpd keygen", "print a new random master key (for OTPD_MASTER_KEY)", cmdKeygen},
 		{"tenant", "otpd tenant create|list …", "manage tenants (local database only)", cmdTenant},

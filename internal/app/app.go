@@ -277,6 +277,24 @@ func workerOwner() string {
 	return fmt.Sprintf("%s:%d:%s", h, os.Getpid(), tok)
 }
 
+// Backup writes a consistent copy of the SQLite database to path, while servers may go on
+// writing (sqlstore.Store.Backup). It neither migrates nor creates anything: a database that is
+// not there is an error. On PostgreSQL it returns sqlstore.ErrBackupUnsupported.
+func Backup(ctx context.Context, c config.Config, path string) error {
+	if c.Postgres() {
+		return sqlstore.ErrBackupUnsupported
+	}
+	if _, err := os.Stat(c.DSN()); err != nil {
+		return fmt.Errorf("no database to back up: %w", err)
+	}
+	st, err := sqlstore.Open(ctx, c.DSN())
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	defer st.Close()
+	return st.Backup(ctx, path)
+}
+
 // MigrationStatus prints every migration and whether it is applied, without changing anything.
 func MigrationStatus(ctx context.Context, c config.Config, w io.Writer) error {
 	st, err := sqlstore.Open(ctx, c.DSN())
