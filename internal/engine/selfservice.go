@@ -16,7 +16,7 @@ import (
 // Because these endpoints may be public, they are where SMS pumping starts: every send carries
 // the end user's IP (from trusted proxies only), so the per-IP and per-recipient send limits of
 // Start apply, as does the SMS country allow-list of the messaging policy; a tenant can also
-// require an API key.
+// require an API key. Checks carry the IP too and are limited per IP (CheckSelfServiceCode).
 
 // handlePrefix keeps OpenIAM's moving factors apart from other surfaces' handles.
 const selfServiceHandlePrefix = "openiam:"
@@ -102,10 +102,27 @@ func (e *Engine) SendSelfServiceCode(ctx context.Context, p Principal, channel, 
 	return nil, fmt.Errorf("%w: no free moving factor, retry", ErrConflict)
 }
 
+// selfServiceCheckScope names the per-IP limit on self-service checks in rate keys, metrics
+// and audit records.
+const selfServiceCheckScope = "selfservice_check"
+
+// unknownIP is the key checks without a client IP share, so that such callers (in-process
+// ones; every HTTP request has a peer address) are limited together rather than not at all.
+const unknownIP = "unknown"
+
 // CheckSelfServiceCode checks code against the session with the moving factor on channel,
 // under the same rules as Check (try budget, expiry, one success). ErrNotFound when no
 // self-service session of the tenant on that channel has the moving factor.
-func (e *Engine) CheckSelfServiceCode(ctx context.Context, p Principal, channel string, movingFactor int64, code string) (*CheckResult, error) {
+//
+// Moving factors are epoch milliseconds, easy to guess, and the endpoint may be public, so
+// before anything else every check takes a slot of the per-client-IP limit
+// (TokenPolicy.SelfServiceChecks): without it anyone could spend another user's tries or walk
+// through moving factors looking for live sessions. Lookups of unknown moving factors count
+// too. A refusal is a RateLimitError with scope "selfservice_check", audited and counted.
+func (e *Engine) CheckSelfServiceCode(ctx context.Context, p Principal, channel string, movingFactor int64, code, clientIP string) (*CheckResult, error) {
+	if err := e.takeSelfServiceCheck(ctx, p, clientIP); err != nil {
+		return nil, err
+	}
 	if movingFactor <= 0 {
 		return nil, ErrNotFound
 	}
@@ -117,4 +134,33 @@ func (e *Engine) CheckSelfServiceCode(ctx context.Context, p Principal, channel 
 		return nil, ErrNotFound
 	}
 	return e.check(ctx, p, c.ID, code, ownedBy(SurfaceOpenIAM))
+}
+
+// takeSelfServiceCheck takes one slot of the self-service check limit for clientIP (an IPv6
+// address counts as its /64, as for the send limits).
+func (e *Engine) takeSelfServiceCheck(ctx context.Context, p Principal, clientIP string) error {
+	l := e.cfg.Tokens.SelfServiceChecks
+	if l.Count <= 0 {
+		return nil
+	}
+	key := IPLimitKey(clientIP)
+	if key == "" {
+		key = unknownIP
+	}
+	var limitErr error
+	err := e.inTx(ctx, func(q store.Queries) error {
+		ok, retry, err := q.TakeRate(ctx, p.TenantID, store.RateLimit{Scope: selfServiceCheckScope, Key: key,
+			Limit: l.Count, Window: l.Window}, e.clock.Now())
+		if err == nil && !ok {
+			limitErr = &RateLimitError{Scope: selfServiceCheckScope, RetryAfter: retry}
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if limitErr != nil {
+		return e.refused(ctx, p, "selfservice.check", "", limitErr, clientIP)
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -123,4 +124,75 @@ func TestCountryRefusalIsNotARateLimit(t *testing.T) {
 			t.Errorf("send to AU: %v", err)
 		}
 	})
+}
+
+// TestSelfServiceCheckLimit: checks take a slot of the per-IP limit before the moving factor is
+// looked up — unknown ones count — keyed on the IPv6 /64 and, without an IP, on one shared
+// bucket; refusals are audited and counted; the window slides; count 0 turns the limit off.
+func TestSelfServiceCheckLimit(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, b storetest.Backend) {
+		f := newSSFixture(t, b, engine.Config{Tokens: engine.TokenPolicy{SelfServiceChecks: engine.Limit{Count: 2, Window: time.Minute}}})
+		ctx := context.Background()
+		check := func(ip string) error {
+			_, err := f.eng.CheckSelfServiceCode(ctx, f.p, engine.ChannelEmail, 42, "123456", ip)
+			return err
+		}
+		limited := func(err error) bool {
+			var rl *engine.RateLimitError
+			return errors.As(err, &rl) && rl.Scope == "selfservice_check" && rl.RetryAfter > 0 && rl.RetryAfter <= time.Minute
+		}
+		for _, ips := range [][]string{
+			{"203.0.113.5", "203.0.113.5", "203.0.113.5"},
+			{"2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"}, // one /64
+			{"", "", ""}, // no IP: one shared bucket, not no limit
+		} {
+			for i, ip := range ips {
+				err := check(ip)
+				if i < 2 && !errors.Is(err, engine.ErrNotFound) {
+					t.Fatalf("check %d from %q: %v, want ErrNotFound", i, ip, err)
+				}
+				if i == 2 && !limited(err) {
+					t.Fatalf("check %d from %q: %v, want the check limit", i, ip, err)
+				}
+			}
+		}
+		if err := check("2001:db8:1:3::1"); !errors.Is(err, engine.ErrNotFound) {
+			t.Errorf("another /64: %v", err)
+		}
+		if n := f.refusals(t, "selfservice_check"); n != 3 {
+			t.Errorf("otpd_send_refusals_total{scope=selfservice_check} = %v, want 3", n)
+		}
+		if got := f.audits(t, "selfservice.check"); got["refused:selfservice_check"] != 3 {
+			t.Errorf("audits %v, want 3 refused:selfservice_check", got)
+		}
+		// The window slides.
+		f.clk.Advance(time.Minute + time.Millisecond)
+		if err := check("203.0.113.5"); !errors.Is(err, engine.ErrNotFound) {
+			t.Errorf("after the window: %v", err)
+		}
+
+		// Off with count 0.
+		off := newSSFixture(t, b, engine.Config{Tokens: engine.TokenPolicy{SelfServiceChecks: engine.Limit{Count: 0, Window: time.Minute}}})
+		for i := range 50 {
+			if _, err := off.eng.CheckSelfServiceCode(ctx, off.p, engine.ChannelEmail, 42, "123456", "203.0.113.5"); !errors.Is(err, engine.ErrNotFound) {
+				t.Fatalf("limit off, check %d: %v", i, err)
+			}
+		}
+	})
+}
+
+// TestSelfServiceCheckLimitPolicy: the default is 30 per 5 minutes; bad values are refused.
+func TestSelfServiceCheckLimitPolicy(t *testing.T) {
+	if l := engine.DefaultConfig().Tokens.SelfServiceChecks; l != (engine.Limit{Count: 30, Window: 5 * time.Minute}) {
+		t.Errorf("default %+v", l)
+	}
+	for _, l := range []engine.Limit{{Count: -1, Window: time.Minute}, {Count: 5, Window: -time.Second},
+		{Count: 5, Window: 25 * time.Hour}, {Count: 5, Window: time.Millisecond}} {
+		if err := (engine.Config{Tokens: engine.TokenPolicy{SelfServiceChecks: l}}).Validate(); err == nil {
+			t.Errorf("%+v accepted", l)
+		}
+	}
+	if err := (engine.Config{Tokens: engine.TokenPolicy{SelfServiceChecks: engine.Limit{Window: time.Minute}}}).Validate(); err != nil {
+		t.Errorf("count 0 (off): %v", err)
+	}
 }

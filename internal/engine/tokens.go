@@ -33,6 +33,10 @@ type TokenPolicy struct {
 	UserOTPTTL time.Duration `yaml:"user_otp_ttl"`
 	// IntrospectionTimeout bounds one call to a customer's IAM introspection endpoint (5s; 1s–30s).
 	IntrospectionTimeout time.Duration `yaml:"introspection_timeout"`
+	// SelfServiceChecks limits self-service code checks (OpenIAM, often public) per client IP
+	// and tenant, every check counted, unknown moving factors too (30 per 5m; count 0 turns it
+	// off; window 1s–24h).
+	SelfServiceChecks Limit `yaml:"self_service_checks"`
 }
 
 // Bounds of TokenPolicy.
@@ -65,6 +69,9 @@ func (p TokenPolicy) withDefaults() TokenPolicy {
 	if p.IntrospectionTimeout == 0 {
 		p.IntrospectionTimeout = 5 * time.Second
 	}
+	if p.SelfServiceChecks == (Limit{}) {
+		p.SelfServiceChecks = Limit{Count: 30, Window: 5 * time.Minute}
+	}
 	return p
 }
 
@@ -88,6 +95,9 @@ func (p TokenPolicy) validate() []error {
 	}
 	if p.IntrospectionTimeout < time.Second || p.IntrospectionTimeout > maxIntrospectTO {
 		errs = append(errs, fmt.Errorf("tokens.introspection_timeout must be between 1s and %s", maxIntrospectTO))
+	}
+	if l := p.SelfServiceChecks; l.Count < 0 || (l.Count > 0 && (l.Window < time.Second || l.Window > 24*time.Hour)) {
+		errs = append(errs, errors.New("tokens.self_service_checks: count must be ≥ 0 and window 1s–24h"))
 	}
 	return errs
 }

@@ -507,10 +507,10 @@ func TestSelfServiceMovingFactors(t *testing.T) {
 		if err != nil || oc.MovingFactor != t0.UnixMilli() {
 			t.Errorf("other tenant: %+v %v", oc, err)
 		}
-		if _, err := f.eng.CheckSelfServiceCode(ctx, p, engine.ChannelSMS, mfs[0], "123456"); !errors.Is(err, engine.ErrNotFound) {
+		if _, err := f.eng.CheckSelfServiceCode(ctx, p, engine.ChannelSMS, mfs[0], "123456", "203.0.113.5"); !errors.Is(err, engine.ErrNotFound) {
 			t.Errorf("email moving factor checked as sms: %v", err)
 		}
-		if _, err := f.eng.CheckSelfServiceCode(ctx, p, engine.ChannelEmail, 42, "123456"); !errors.Is(err, engine.ErrNotFound) {
+		if _, err := f.eng.CheckSelfServiceCode(ctx, p, engine.ChannelEmail, 42, "123456", "203.0.113.5"); !errors.Is(err, engine.ErrNotFound) {
 			t.Errorf("unknown moving factor: %v", err)
 		}
 		if _, err := f.eng.SendSelfServiceCode(ctx, p, engine.ChannelSMS, "+14155550100", ""); !errors.Is(err, engine.ErrChannelUnavailable) {

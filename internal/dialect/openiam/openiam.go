@@ -344,9 +344,7 @@ func (h *handler) send(w http.ResponseWriter, r *http.Request, p engine.Principa
 		// The number is fine but its country may not receive codes: waiting will not help.
 		fail(w, 400, CodeInvalidPhone, "The phone number is in a country that may not receive codes.")
 	case errors.As(err, &rl):
-		secs := int(math.Ceil(rl.RetryAfter.Seconds()))
-		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		fail(w, 429, CodeTooManyRequests, fmt.Sprintf("Too many codes were requested; try again in %d s.", secs))
+		tooMany(w, rl, "Too many codes were requested")
 	case errors.As(err, &vs), errors.As(err, &ve):
 		if channel == engine.ChannelEmail {
 			fail(w, 400, CodeInvalidEmail, "The email address is not valid.")
@@ -359,6 +357,13 @@ func (h *handler) send(w http.ResponseWriter, r *http.Request, p engine.Principa
 		h.internal(w, r, err)
 	}
 	return nil, false
+}
+
+// tooMany answers a limit's refusal: envelope status 429 and Retry-After.
+func tooMany(w http.ResponseWriter, rl *engine.RateLimitError, what string) {
+	secs := int(math.Ceil(rl.RetryAfter.Seconds()))
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	fail(w, 429, CodeTooManyRequests, fmt.Sprintf("%s; try again in %d s.", what, secs))
 }
 
 // ---- checking ---------------------------------------------------------------------------------
@@ -453,8 +458,12 @@ func (h *handler) check(w http.ResponseWriter, r *http.Request) {
 		fail(w, 400, CodeUnknownFactor, "The moving factor is not known.")
 		return
 	}
-	res, err := h.eng.CheckSelfServiceCode(r.Context(), p, channel, mf.value, code.s)
+	res, err := h.eng.CheckSelfServiceCode(r.Context(), p, channel, mf.value, code.s, h.m.EndUserIP(r))
+	var rl *engine.RateLimitError
 	switch {
+	case errors.As(err, &rl):
+		tooMany(w, rl, "Too many codes were checked from this address")
+		return
 	case errors.Is(err, engine.ErrNotFound):
 		fail(w, 500, CodeUnknownFactor, "The moving factor is not known.")
 		return

@@ -444,3 +444,79 @@ func TestSMSCountryNotAllowed(t *testing.T) {
 		}
 	})
 }
+
+// TestCheckLimitPerIP: the public check endpoint allows 30 checks per client IP per 5 minutes
+// (policy tokens.self_service_checks), lookups of unknown moving factors included, so nobody can
+// walk moving factors or spend another user's tries from one address. The refusal is the
+// envelope's 429 with Retry-After and spends none of the victim's tries. The IP comes from a
+// trusted proxy only; a direct peer is counted on its own address whatever it forwards.
+func TestCheckLimitPerIP(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, b storetest.Backend) {
+		e := newEnv(t, b, func(c *config.Config) { c.TrustedProxies = []string{"127.0.0.1/32"} })
+		r := e.json("/selfservice/send-verification-code-by-email", `{"email":"victim@example.com"}`, "X-Forwarded-For", "198.51.100.1")
+		if r.body["status"] != float64(200) {
+			t.Fatalf("send: %s", r.raw)
+		}
+		mf := int64(r.body["contextValues"].(map[string]any)["emailMovingFactor"].(float64))
+		code := e.code(e.admin, "victim@example.com")
+		check := func(mf int64, code, ip string) resp {
+			t.Helper()
+			if ip == "" {
+				return e.json("/selfservice/check-verification-code", fmt.Sprintf(`{"emailCode":"%s","emailMovingFactor":%d}`, code, mf))
+			}
+			return e.json("/selfservice/check-verification-code", fmt.Sprintf(`{"emailCode":"%s","emailMovingFactor":%d}`, code, mf), "X-Forwarded-For", ip)
+		}
+		// The attacker probes 30 moving factors around the send; none is the victim's.
+		for i := range 30 {
+			check(mf+int64(i)+1, "000000", "203.0.113.9").envelopeError(t, 500, "MOVING_FACTOR_NOT_FOUND")
+		}
+		// The 31st check — now of the victim's moving factor — is refused before any lookup.
+		r = check(mf, "000000", "203.0.113.9")
+		r.envelopeError(t, 429, "TOO_MANY_REQUESTS")
+		if ra, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || ra < 1 || ra > 300 {
+			t.Errorf("Retry-After %q", r.header.Get("Retry-After"))
+		}
+		// No try of the victim's was spent: every one of the 5 is still there, and the right
+		// code works from the victim's own address.
+		for range 4 {
+			check(mf, wrongDigits(code), "198.51.100.1").envelopeError(t, 500, "CODE_NOT_EQUAL")
+		}
+		if r := check(mf, code, "198.51.100.1"); string(bytes.TrimSpace(r.raw)) != seedCheckOK {
+			t.Fatalf("victim's check: %s", r.raw)
+		}
+		// The window slides.
+		e.clk.Advance(5*time.Minute + time.Second)
+		check(mf+99, "000000", "203.0.113.9").envelopeError(t, 500, "MOVING_FACTOR_NOT_FOUND")
+
+		// A direct peer (no X-Forwarded-For, and a trusted proxy's own requests) is counted on its
+		// own address.
+		for i := range 30 {
+			check(mf+int64(i)+1, "000000", "").envelopeError(t, 500, "MOVING_FACTOR_NOT_FOUND")
+		}
+		check(mf, "000000", "").envelopeError(t, 429, "TOO_MANY_REQUESTS")
+	})
+}
+
+// TestCheckLimitSpoofedForwardedFor: without a trusted proxy, X-Forwarded-For does not move a
+// client into a fresh check bucket; the peer's address is the key.
+func TestCheckLimitSpoofedForwardedFor(t *testing.T) {
+	e := newEnv(t, storetest.Backends()[0], func(c *config.Config) {
+		c.Policy.Tokens.SelfServiceChecks.Count, c.Policy.Tokens.SelfServiceChecks.Window = 3, time.Minute
+	})
+	for i := range 3 {
+		e.json("/selfservice/check-verification-code", fmt.Sprintf(`{"smsCode":"123456","smsMovingFactor":%d}`, 1000+i),
+			"X-Forwarded-For", fmt.Sprintf("192.0.2.%d", i)).envelopeError(t, 500, "MOVING_FACTOR_NOT_FOUND")
+	}
+	e.json("/selfservice/check-verification-code", `{"smsCode":"123456","smsMovingFactor":1}`, "X-Forwarded-For", "192.0.2.200").
+		envelopeError(t, 429, "TOO_MANY_REQUESTS")
+	// The limit is the tenant's: a key of another tenant has its own budget on the same address.
+	_, key, err := e.a.Engine.CreateTenant(context.Background(), "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.json("/selfservice/check-verification-code", `{"smsCode":"123456","smsMovingFactor":1}`, "x-api-key", key).
+		envelopeError(t, 500, "MOVING_FACTOR_NOT_FOUND")
+}
+
+// wrongDigits is a 6-digit code that is not code.
+func wrongDigits(code string) string { return fmt.Sprintf("%06d", (mustAtoi(code)+1)%1000000) }
