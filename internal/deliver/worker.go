@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -78,8 +79,8 @@ type Worker struct {
 	// plus the time to record the attempt; when it does not, SendTimeout is lowered to Lease/2.
 	// Default 60s.
 	Lease time.Duration
-	// Batch is how many messages one claim takes; the sends of a batch run concurrently.
-	// Default 16.
+	// Batch bounds the messages in flight (claimed and not yet recorded); Run claims as many as
+	// there are free slots, RunOnce up to Batch. Default 16.
 	Batch int
 	// MaxAttempts bounds the attempts of a message: after that many it fails. A message's own
 	// MaxAttempts (set by the engine) applies when it is smaller. Default 5.
@@ -172,68 +173,117 @@ func (w *Worker) Notify() {
 	}
 }
 
-// Run delivers until ctx is done. It claims a batch whenever notified, every Poll, and at once
-// again after a full batch. When ctx ends it stops claiming, lets the sends in flight finish
-// (each bounded by SendTimeout), records them, and returns nil.
+// Run delivers until ctx is done. It keeps up to Batch sends in flight: it claims as many due
+// messages as there are free slots whenever notified, every Poll, at once again after a claim
+// that filled every free slot, and — while messages may still be due — as soon as a send
+// finishes. So a slow provider holds only its own slots, never the messages claimed after its
+// own. When ctx ends it stops claiming, lets the sends in flight finish (each bounded by
+// SendTimeout), records them, and returns nil.
 func (w *Worker) Run(ctx context.Context) error {
 	w.init()
 	if err := w.check(); err != nil {
 		return err
 	}
-	w.Logger.Info("delivery worker started", "owner", w.Owner, "channels", w.channels())
+	w.Logger.Info("delivery worker started", "owner", w.Owner, "channels", w.channels(), "max_in_flight", w.Batch)
+	p := newPool()
+	defer func() {
+		p.wg.Wait()
+		w.Logger.Info("delivery worker stopped", "owner", w.Owner)
+	}()
 	failures := 0
-	for {
-		n, err := w.RunOnce(ctx)
-		if ctx.Err() != nil {
-			w.Logger.Info("delivery worker stopped", "owner", w.Owner)
-			return nil
-		}
+	for ctx.Err() == nil {
 		wait := w.Poll
-		switch {
-		case err != nil:
-			failures++
-			// A database that is down is not helped by being asked twice a second.
-			wait = min(w.Poll*time.Duration(1<<min(failures, 6)), time.Minute)
-			w.Logger.Error("delivery worker: claim failed", "err", err, "retry_in", wait)
-		case n == w.Batch:
-			failures = 0
-			continue // more may be due
-		default:
-			failures = 0
+		full := true // every free slot was filled: more may be due
+		if free := w.Batch - p.inFlight(); free > 0 {
+			n, err := w.claimAndStart(ctx, free, p)
+			if ctx.Err() != nil {
+				return nil
+			}
+			switch {
+			case err != nil:
+				failures++
+				full = false
+				// A database that is down is not helped by being asked twice a second.
+				wait = min(w.Poll*time.Duration(1<<min(failures, 6)), time.Minute)
+				w.Logger.Error("delivery worker: claim failed", "err", err, "retry_in", wait)
+			default:
+				failures = 0
+				full = n == free
+			}
+		}
+		if full && p.inFlight() < w.Batch {
+			continue // slots are free again and more may be due
+		}
+		var freed <-chan struct{}
+		if full {
+			freed = p.freed // claim again as soon as a slot frees
 		}
 		select {
 		case <-ctx.Done():
-			w.Logger.Info("delivery worker stopped", "owner", w.Owner)
-			return nil
 		case <-w.wake:
+		case <-freed:
 		case <-time.After(wait):
 		}
 	}
+	return nil
 }
 
-// RunOnce claims one batch of due messages and processes it, returning how many it claimed.
-// The sends and their recording are not cut short when ctx ends: a claimed message is always
+// RunOnce claims up to Batch due messages, processes them and waits for them, returning how
+// many it claimed (for tests and tools; Run keeps sends in flight while it claims more). The
+// sends and their recording are not cut short when ctx ends: a claimed message is always
 // finished (or, if recording fails, left to its lease).
 func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 	w.init()
 	if err := w.check(); err != nil {
 		return 0, err
 	}
-	msgs, err := w.Outbox.ClaimMessages(ctx, w.Owner, w.Clock.Now(), w.Lease, w.Batch)
+	p := newPool()
+	n, err := w.claimAndStart(ctx, w.Batch, p)
+	p.wg.Wait()
+	return n, err
+}
+
+// pool tracks the sends in flight.
+type pool struct {
+	wg    sync.WaitGroup
+	n     atomic.Int64
+	freed chan struct{} // a send finished (a pending signal is enough)
+}
+
+func newPool() *pool { return &pool{freed: make(chan struct{}, 1)} }
+
+func (p *pool) inFlight() int { return int(p.n.Load()) }
+
+// start runs f as a send in flight.
+func (p *pool) start(f func()) {
+	p.n.Add(1)
+	p.wg.Go(func() {
+		defer func() {
+			p.n.Add(-1)
+			select {
+			case p.freed <- struct{}{}:
+			default:
+			}
+		}()
+		f()
+	})
+}
+
+// claimAndStart claims up to limit due messages, records their providers and starts their
+// sends in p. ctx ends the claim only: the sends run detached from it.
+func (w *Worker) claimAndStart(ctx context.Context, limit int, p *pool) (int, error) {
+	msgs, err := w.Outbox.ClaimMessages(ctx, w.Owner, w.Clock.Now(), w.Lease, limit)
 	if err != nil {
 		return 0, fmt.Errorf("deliver: claim messages: %w", err)
 	}
 	// Detached: shutdown stops claiming, not the messages already claimed.
 	work := context.WithoutCancel(ctx)
 	plans := w.plan(work, msgs)
-	var wg sync.WaitGroup
 	for i := range plans {
-		if plans[i].skip {
-			continue
+		if d := &plans[i]; !d.skip {
+			p.start(func() { w.process(work, d) })
 		}
-		wg.Go(func() { w.process(work, &plans[i]) })
 	}
-	wg.Wait()
 	return len(msgs), nil
 }
 

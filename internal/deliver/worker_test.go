@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
@@ -22,6 +24,7 @@ import (
 	"github.com/otpd/otpd/internal/deliver"
 	"github.com/otpd/otpd/internal/deliver/email"
 	"github.com/otpd/otpd/internal/deliver/smpp"
+	"github.com/otpd/otpd/internal/deliver/smshttp"
 	"github.com/otpd/otpd/internal/keys"
 	"github.com/otpd/otpd/internal/store"
 	"github.com/otpd/otpd/internal/store/storetest"
@@ -697,4 +700,128 @@ func TestWorkerShutdownWithSilentSMSC(t *testing.T) {
 			t.Errorf("message after the hung bind: status %q attempts %d error %q", after.Status, after.Attempts, after.LastError)
 		}
 	})
+}
+
+// slowGateway is an HTTP SMS provider that takes every request and answers only when released.
+type slowGateway struct {
+	srv     *httptest.Server
+	release chan struct{}
+	arrived chan string
+	once    sync.Once
+	mu      sync.Mutex
+	open    int // requests waiting now
+	maxOpen int
+}
+
+// releaseAll lets every held request (and every later one) answer.
+func (g *slowGateway) releaseAll() { g.once.Do(func() { close(g.release) }) }
+
+func newSlowGateway(t *testing.T) *slowGateway {
+	g := &slowGateway{release: make(chan struct{}), arrived: make(chan string, 100)}
+	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct{ To string }
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		g.mu.Lock()
+		g.open++
+		g.maxOpen = max(g.maxOpen, g.open)
+		g.mu.Unlock()
+		defer func() { g.mu.Lock(); g.open--; g.mu.Unlock() }()
+		g.arrived <- body.To
+		select {
+		case <-g.release:
+			fmt.Fprint(w, `{"id":"slow-1"}`)
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(func() { g.releaseAll(); g.srv.Close() })
+	return g
+}
+
+func (g *slowGateway) sender(t *testing.T) deliver.Sender {
+	t.Helper()
+	s, err := smshttp.New(deliver.ProviderConfig{ID: "slow-gw", Type: smshttp.Type, Channels: []string{"sms"},
+		Settings: json.RawMessage(`{"url": "` + g.srv.URL + `/send", "body": {"to": "{to}", "text": "{text}"}, "timeout": "1m"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (g *slowGateway) waitArrived(t *testing.T, to string) {
+	t.Helper()
+	select {
+	case got := <-g.arrived:
+		if got != to {
+			t.Fatalf("the slow gateway got %s, want %s", got, to)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the slow gateway never got %s", to)
+	}
+}
+
+// A provider that answers late holds only its own slot: an email claimed after it goes out
+// while the slow send is still in flight, and the slots in flight stay bounded by Batch.
+func TestSlowProviderDoesNotDelayOthers(t *testing.T) {
+	eachStore(t, func(t *testing.T, st store.Store) {
+		f := newFixture(t, st, testsmtp.Options{})
+		g := newSlowGateway(t)
+		w := f.worker("w1")
+		w.Senders = deliver.Registry{"email": f.sender, "sms": g.sender(t)}
+		w.Batch = 2
+		w.Poll = time.Hour // only Notify and freed slots wake the worker
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- w.Run(ctx) }()
+
+		slow := f.enqueue(t, "sms", "+15550100080", "111111", 5)
+		w.Notify()
+		g.waitArrived(t, "+15550100080")
+		mail := f.enqueue(t, "email", "hana@example.com", "222222", 5)
+		w.Notify()
+		f.smtp.WaitFor(t, "hana@example.com", 10*time.Second) // the SMS is still in flight
+		waitStatus(t, f, mail.ID, store.MsgSent)
+		if s := f.message(t, slow.ID).Status; s != store.MsgSending {
+			t.Fatalf("the slow SMS is %s, want still sending", s)
+		}
+
+		// Two more slow ones: one takes the free slot, the other waits for a slot.
+		more := []*store.Message{f.enqueue(t, "sms", "+15550100081", "333333", 5), f.enqueue(t, "sms", "+15550100082", "444444", 5)}
+		w.Notify()
+		g.waitArrived(t, "+15550100081")
+		select {
+		case to := <-g.arrived:
+			t.Fatalf("%s went out with every slot busy", to)
+		case <-time.After(300 * time.Millisecond):
+		}
+		g.releaseAll() // every held request answers; the third SMS gets a slot
+		g.waitArrived(t, "+15550100082")
+		for _, m := range append(more, slow) {
+			waitStatus(t, f, m.ID, store.MsgSent)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.maxOpen != 2 {
+			t.Errorf("at most %d requests in flight, want Batch = 2", g.maxOpen)
+		}
+	})
+}
+
+// waitStatus waits until message id has status want.
+func waitStatus(t *testing.T, f *fixture, id, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := f.message(t, id).Status
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("message %s is %s, want %s", id, got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
