@@ -110,8 +110,9 @@ func (p *smsPeer) waitFor(t *testing.T, to string, n int, accepted bool) []peerR
 
 const receiptToken = "e2e-receipt-token-0123456789abcdef0123"
 
-// deliveryConfig writes a configuration file with the peer as the deployment's SMS provider and
-// a short lease, so a message whose worker was killed is retried within seconds.
+// deliveryConfig writes a configuration file with the peer as the deployment's SMS provider, a
+// short lease, so a message whose worker was killed is retried within seconds, and one send in
+// flight at a time, so a message can be made to wait in the outbox behind a held one.
 func deliveryConfig(t *testing.T, peer *smsPeer) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "otpd.yaml")
@@ -130,6 +131,7 @@ func deliveryConfig(t *testing.T, peer *smsPeer) string {
 delivery:
   lease: 3s
   send_timeout: 2s
+  max_in_flight: 1
 `
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)

@@ -97,7 +97,8 @@ func (d *delivery) engineOptions() engine.DeliveryOptions {
 // newWorker builds the outbox worker over the router.
 func (d *delivery) newWorker(st *sqlstore.Store, kr *keys.Keyring, clk clock.Clock, log *slog.Logger, reg prometheus.Registerer) *deliver.Worker {
 	return &deliver.Worker{Outbox: st, Keys: kr, Router: d.router, Clock: clk, Owner: workerOwner(), Logger: log,
-		Metrics: deliver.NewMetrics(reg), Lease: d.cfg.Worker.Lease, SendTimeout: d.cfg.Worker.SendTimeout}
+		Metrics: deliver.NewMetrics(reg), Lease: d.cfg.Worker.Lease, SendTimeout: d.cfg.Worker.SendTimeout,
+		Batch: d.cfg.Worker.MaxInFlight}
 }
 
 // wire connects the engine: tenants' routes, fallbacks and early receipts.

@@ -60,6 +60,9 @@ type DeliveryWorker struct {
 	Lease time.Duration `yaml:"lease,omitempty"`
 	// SendTimeout bounds one provider call (default 30s, below the lease).
 	SendTimeout time.Duration `yaml:"send_timeout,omitempty"`
+	// MaxInFlight bounds the sends one instance has in flight at once (default 16); 1 sends one
+	// message at a time, for a provider that allows no more.
+	MaxInFlight int `yaml:"max_in_flight,omitempty"`
 	// RouteRefresh is how often a tenant's providers are read again (default 5s).
 	RouteRefresh time.Duration `yaml:"route_refresh,omitempty"`
 	// AllowPrivateDestinations lets tenants' providers (created through the API) connect to
@@ -114,6 +117,9 @@ func (d Delivery) validate() []error {
 	}
 	if w.SendTimeout < 0 || (w.SendTimeout > 0 && w.Lease > 0 && w.SendTimeout >= w.Lease) {
 		errs = append(errs, errors.New("delivery.send_timeout must be positive and below delivery.lease"))
+	}
+	if w.MaxInFlight < 0 || w.MaxInFlight > 1024 {
+		errs = append(errs, errors.New("delivery.max_in_flight must be 1–1024 (0: the default, 16)"))
 	}
 	if w.RouteRefresh < 0 {
 		errs = append(errs, errors.New("delivery.route_refresh must not be negative"))

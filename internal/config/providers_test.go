@@ -33,6 +33,7 @@ delivery:
   channels: [viber]
   lease: 20s
   send_timeout: 5s
+  max_in_flight: 4
   route_refresh: 2s
 `
 
@@ -52,7 +53,7 @@ func TestProvidersFromYAML(t *testing.T) {
 	}
 	w := c.Delivery.Worker
 	if w.PublicURL != "https://otpd.example.com" || w.Lease != 20*time.Second || w.SendTimeout != 5*time.Second ||
-		w.RouteRefresh != 2*time.Second || len(w.Channels) != 1 {
+		w.RouteRefresh != 2*time.Second || w.MaxInFlight != 4 || len(w.Channels) != 1 {
 		t.Fatalf("delivery: %+v", w)
 	}
 	// With configured providers the log provider is off unless asked for.
@@ -108,6 +109,7 @@ delivery:
   channels: [fax]
   lease: 1s
   send_timeout: 5s
+  max_in_flight: -1
 `)}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +120,7 @@ delivery:
 	}
 	for _, want := range []string{"providers[0]: id must be", "providers[0]: type is required", "providers[0]: channels are required",
 		"providers[0]: role must be", "providers[2]: id dup is used twice", "delivery.public_url", `delivery.channels: "fax"`,
-		"delivery.lease", "delivery.send_timeout"} {
+		"delivery.lease", "delivery.send_timeout", "delivery.max_in_flight"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("validation lacks %q:\n%v", want, err)
 		}

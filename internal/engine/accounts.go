@@ -164,6 +164,12 @@ func (e *Engine) createTenant(ctx context.Context, q store.Queries, name, adminK
 	if err != nil {
 		return "", "", err
 	}
+	// The default template is born with its tenant, so its id is fixed before any send: created
+	// on first use instead, two instances racing for it on PostgreSQL could leave it with the
+	// id the loser drew from the sequence (ensureDefaultTemplate stays for older tenants).
+	if err := q.CreateTemplate(ctx, defaultTemplate(t.ID, defaultTemplateName, now)); err != nil {
+		return "", "", err
+	}
 	p := Principal{TenantID: t.ID, Role: store.RoleAdmin}
 	if err := e.audit(ctx, q, p, "tenant.create", t.ID, "ok", ""); err != nil {
 		return "", "", err

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/otpd/otpd/internal/store"
@@ -13,7 +14,8 @@ import (
 
 // Templates: the text of a verification message with the {code2fa} placeholder exactly once, the
 // countries it may be sent to, and its moderation status. Every tenant has a default template,
-// created on first use, that is approved and can be neither deleted nor changed.
+// created with the tenant (or on first use, for tenants older than that), that is approved and
+// can be neither deleted nor changed.
 
 // CodePlaceholder marks where a template's text takes the code.
 const CodePlaceholder = "{code2fa}"
@@ -81,6 +83,12 @@ func checkTemplate(t *store.Template, in TemplateInput) error {
 	return nil
 }
 
+// defaultTemplate is a tenant's default template row, under the given name.
+func defaultTemplate(tenantID, name string, now time.Time) *store.Template {
+	return &store.Template{TenantID: tenantID, Name: name, Text: DefaultTemplateText,
+		Status: store.TemplateApproved, Default: true, CreatedAt: now, UpdatedAt: now}
+}
+
 // ensureDefaultTemplate creates the tenant's default template if it has none (idempotent; two
 // instances racing create one).
 func (e *Engine) ensureDefaultTemplate(ctx context.Context, tenantID string) error {
@@ -88,16 +96,14 @@ func (e *Engine) ensureDefaultTemplate(ctx context.Context, tenantID string) err
 		return err
 	}
 	now := e.clock.Now()
-	err := e.store.CreateTemplate(ctx, &store.Template{TenantID: tenantID, Name: defaultTemplateName,
-		Text: DefaultTemplateText, Status: store.TemplateApproved, Default: true, CreatedAt: now, UpdatedAt: now})
+	err := e.store.CreateTemplate(ctx, defaultTemplate(tenantID, defaultTemplateName, now))
 	if errors.Is(err, store.ErrAlreadyExists) {
 		// Another request created it, or the tenant has a template named "Default": then that
 		// name is taken and the default gets another.
 		if _, gerr := e.store.GetDefaultTemplate(ctx, tenantID); gerr == nil {
 			return nil
 		}
-		err = e.store.CreateTemplate(ctx, &store.Template{TenantID: tenantID, Name: "Default (otpd)",
-			Text: DefaultTemplateText, Status: store.TemplateApproved, Default: true, CreatedAt: now, UpdatedAt: now})
+		err = e.store.CreateTemplate(ctx, defaultTemplate(tenantID, "Default (otpd)", now))
 		if errors.Is(err, store.ErrAlreadyExists) {
 			return nil
 		}

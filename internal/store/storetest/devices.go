@@ -71,7 +71,7 @@ func testDeviceCRUD(t *testing.T, s store.Store) {
 	}
 	got, err := s.GetDevice(ctx, tn.ID, d.ID)
 	check(t, err)
-	d.UserLogin = "franck"
+	d.UserLogin, d.UserEnabled = "franck", true // from the join with users
 	diff(t, "GetDevice", d, got)
 	got, err = s.GetDeviceByNumber(ctx, tn.ID, d.Number)
 	check(t, err)
