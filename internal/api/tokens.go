@@ -104,10 +104,8 @@ func (s *Server) redeemLoginToken(w http.ResponseWriter, r *http.Request, p engi
 	if req.Purpose != engine.OTTPurposeVerify && req.Purpose != engine.OTTPurposeLogin {
 		return &engine.ValidationError{Field: "purpose", Message: "must be verify or user_login"}
 	}
-	red, err := s.eng.RedeemOneTimeToken(r.Context(), req.Token, req.Purpose)
-	if err == nil && red.User.TenantID != p.TenantID {
-		err = engine.ErrUnauthenticated // redeemed, but not the caller's: it stays spent
-	}
+	// The caller's tenant is part of the redemption: another tenant's token is refused unspent.
+	red, err := s.eng.RedeemOneTimeToken(r.Context(), p.TenantID, req.Token, req.Purpose)
 	if errors.Is(err, engine.ErrUnauthenticated) {
 		return &engine.ValidationError{Field: "token", Message: "is unknown, used, expired or for another purpose"}
 	}

@@ -121,7 +121,13 @@ func (e *Engine) Bootstrap(ctx context.Context, adminKey string) (tenantID, crea
 		if err != nil {
 			return err
 		}
-		if n > 0 { // the operator renamed or removed the default tenant: leave things alone
+		if n > 0 {
+			// Either another instance created the default tenant between the two reads (on
+			// PostgreSQL each statement sees what has committed by then), or the operator
+			// renamed or removed it: then leave things alone.
+			if t, err := q.GetTenantByName(ctx, DefaultTenantName); err == nil {
+				tenantID = t.ID
+			}
 			return nil
 		}
 		tenantID, createdKey, err = e.createTenant(ctx, q, DefaultTenantName, adminKey)

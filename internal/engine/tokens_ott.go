@@ -131,12 +131,16 @@ type Redemption struct {
 // maxTokenLen bounds a presented token before any work is done.
 const maxTokenLen = 512
 
-// RedeemOneTimeToken exchanges a token for its user, once. The token must be unused, unexpired
-// and of the given purpose; the redemption is one conditional update, so of any number of
-// concurrent redemptions, on any number of instances, at most one succeeds. For purpose
-// user_login a login session is created in the same transaction. Every failure — unknown, used,
-// expired, other purpose, user disabled — is the same ErrUnauthenticated.
-func (e *Engine) RedeemOneTimeToken(ctx context.Context, token, purpose string) (*Redemption, error) {
+// RedeemOneTimeToken exchanges a token for its user, once. The token must be unused, unexpired,
+// of the given purpose and, when tenantID is not "", of that tenant: a caller that has a tenant
+// (the native API's key) passes it, so another tenant's token is refused without being spent;
+// a caller that holds nothing but the token (the Acronis login, whose token is the credential)
+// passes "". The redemption is one conditional update that checks all of this, so of any
+// number of concurrent redemptions, on any number of instances, at most one succeeds. For
+// purpose user_login a login session is created in the same transaction. Every failure —
+// unknown, used, expired, other purpose, other tenant, user disabled — is the same
+// ErrUnauthenticated.
+func (e *Engine) RedeemOneTimeToken(ctx context.Context, tenantID, token, purpose string) (*Redemption, error) {
 	if token == "" || len(token) > maxTokenLen {
 		return nil, ErrUnauthenticated
 	}
@@ -154,7 +158,7 @@ func (e *Engine) RedeemOneTimeToken(ctx context.Context, token, purpose string) 
 	errRefused := errors.New("refused")
 	err := e.store.InTx(ctx, func(q store.Queries) error {
 		now := e.clock.Now()
-		t, err := q.RedeemOneTimeToken(ctx, h, purpose, now)
+		t, err := q.RedeemOneTimeToken(ctx, h, tenantID, purpose, now)
 		if errors.Is(err, store.ErrNotFound) {
 			return errRefused
 		}

@@ -51,37 +51,37 @@ func TestOneTimeTokenLifetimeAndSingleUse(t *testing.T) {
 			t.Fatalf("token %d chars, expires %s", len(tok.Token), tok.ExpiresAt)
 		}
 		// Bound to its purpose: not redeemable as "verify", and that attempt does not spend it.
-		if _, err := f.eng.RedeemOneTimeToken(ctx, tok.Token, engine.OTTPurposeVerify); !errors.Is(err, engine.ErrUnauthenticated) {
+		if _, err := f.eng.RedeemOneTimeToken(ctx, "", tok.Token, engine.OTTPurposeVerify); !errors.Is(err, engine.ErrUnauthenticated) {
 			t.Fatalf("redeemed for another purpose: %v", err)
 		}
 		f.clk.Advance(29 * time.Second)
-		red, err := f.eng.RedeemOneTimeToken(ctx, tok.Token, engine.OTTPurposeLogin)
+		red, err := f.eng.RedeemOneTimeToken(ctx, "", tok.Token, engine.OTTPurposeLogin)
 		if err != nil || red.User.ID != u.ID || red.SessionToken == "" || !red.SessionExpiresAt.Equal(t0.Add(29*time.Second+8*time.Hour)) {
 			t.Fatalf("redeem at +29s: %+v %v", red, err)
 		}
 		if got, err := f.eng.SessionUser(ctx, red.SessionToken); err != nil || got.ID != u.ID {
 			t.Fatalf("session: %v %v", got, err)
 		}
-		if _, err := f.eng.RedeemOneTimeToken(ctx, tok.Token, engine.OTTPurposeLogin); !errors.Is(err, engine.ErrUnauthenticated) {
+		if _, err := f.eng.RedeemOneTimeToken(ctx, "", tok.Token, engine.OTTPurposeLogin); !errors.Is(err, engine.ErrUnauthenticated) {
 			t.Fatalf("second use: %v", err)
 		}
 		late := f.ott(t, engine.OTTRequest{Purpose: engine.OTTPurposeVerify, UserID: u.ID})
 		f.clk.Advance(31 * time.Second)
-		if _, err := f.eng.RedeemOneTimeToken(ctx, late.Token, engine.OTTPurposeVerify); !errors.Is(err, engine.ErrUnauthenticated) {
+		if _, err := f.eng.RedeemOneTimeToken(ctx, "", late.Token, engine.OTTPurposeVerify); !errors.Is(err, engine.ErrUnauthenticated) {
 			t.Fatalf("use at +31s: %v", err)
 		}
-		if _, err := f.eng.RedeemOneTimeToken(ctx, "not-a-token", engine.OTTPurposeLogin); !errors.Is(err, engine.ErrUnauthenticated) {
+		if _, err := f.eng.RedeemOneTimeToken(ctx, "", "not-a-token", engine.OTTPurposeLogin); !errors.Is(err, engine.ErrUnauthenticated) {
 			t.Fatalf("unknown token: %v", err)
 		}
-		if _, err := f.eng.RedeemOneTimeToken(ctx, strings.Repeat("x", 10000), engine.OTTPurposeLogin); !errors.Is(err, engine.ErrUnauthenticated) {
+		if _, err := f.eng.RedeemOneTimeToken(ctx, "", strings.Repeat("x", 10000), engine.OTTPurposeLogin); !errors.Is(err, engine.ErrUnauthenticated) {
 			t.Fatalf("huge token: %v", err)
 		}
 		// A verify token proves the user once and opens no session; it is no login token.
 		v := f.ott(t, engine.OTTRequest{Purpose: engine.OTTPurposeVerify, Login: "john"})
-		if _, err := f.eng.RedeemOneTimeToken(ctx, v.Token, engine.OTTPurposeLogin); !errors.Is(err, engine.ErrUnauthenticated) {
+		if _, err := f.eng.RedeemOneTimeToken(ctx, "", v.Token, engine.OTTPurposeLogin); !errors.Is(err, engine.ErrUnauthenticated) {
 			t.Fatalf("verify token redeemed as a login: %v", err)
 		}
-		red, err = f.eng.RedeemOneTimeToken(ctx, v.Token, engine.OTTPurposeVerify)
+		red, err = f.eng.RedeemOneTimeToken(ctx, "", v.Token, engine.OTTPurposeVerify)
 		if err != nil || red.User.ID != u.ID || red.SessionToken != "" {
 			t.Fatalf("verify token: %+v %v", red, err)
 		}
@@ -148,7 +148,7 @@ func TestOneTimeTokenRace(t *testing.T) {
 			for i := range 100 {
 				wg.Go(func() {
 					<-gate
-					_, err := engines[i%2].RedeemOneTimeToken(ctx, tok.Token, engine.OTTPurposeLogin)
+					_, err := engines[i%2].RedeemOneTimeToken(ctx, "", tok.Token, engine.OTTPurposeLogin)
 					switch {
 					case err == nil:
 						wins.Add(1)
@@ -270,7 +270,7 @@ func TestSessionRevocation(t *testing.T) {
 		other := newEngine(t, storetest.Open(t, f.dsn), f.clk, engine.Config{})
 		ctx := context.Background()
 		f.user(t, "sam")
-		red, err := f.eng.RedeemOneTimeToken(ctx, f.ott(t, engine.OTTRequest{Purpose: "user_login", Login: "sam"}).Token, "user_login")
+		red, err := f.eng.RedeemOneTimeToken(ctx, "", f.ott(t, engine.OTTRequest{Purpose: "user_login", Login: "sam"}).Token, "user_login")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -284,7 +284,7 @@ func TestSessionRevocation(t *testing.T) {
 			t.Fatalf("ended session still works on the other instance: %v", err)
 		}
 		// Sessions expire.
-		red2, _ := f.eng.RedeemOneTimeToken(ctx, f.ott(t, engine.OTTRequest{Purpose: "user_login", Login: "sam"}).Token, "user_login")
+		red2, _ := f.eng.RedeemOneTimeToken(ctx, "", f.ott(t, engine.OTTRequest{Purpose: "user_login", Login: "sam"}).Token, "user_login")
 		f.clk.Advance(8 * time.Hour)
 		if _, err := other.SessionUser(ctx, red2.SessionToken); !errors.Is(err, engine.ErrUnauthenticated) {
 			t.Fatalf("expired session works: %v", err)
@@ -303,7 +303,7 @@ func TestNoTokenAtRest(t *testing.T) {
 			tok := f.ott(t, engine.OTTRequest{Purpose: "user_login", Login: "dora"})
 			secrets = append(secrets, tok.Token)
 		}
-		red, err := f.eng.RedeemOneTimeToken(ctx, secrets[0], "user_login")
+		red, err := f.eng.RedeemOneTimeToken(ctx, "", secrets[0], "user_login")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -344,10 +344,10 @@ func TestPurgeTokens(t *testing.T) {
 		if err != nil || n != 1 {
 			t.Fatalf("purge: %d %v, want 1", n, err)
 		}
-		if _, err := f.eng.RedeemOneTimeToken(ctx, old.Token, "user_login"); !errors.Is(err, engine.ErrUnauthenticated) {
+		if _, err := f.eng.RedeemOneTimeToken(ctx, "", old.Token, "user_login"); !errors.Is(err, engine.ErrUnauthenticated) {
 			t.Errorf("purged token: %v", err)
 		}
-		if _, err := f.eng.RedeemOneTimeToken(ctx, fresh.Token, "user_login"); err != nil {
+		if _, err := f.eng.RedeemOneTimeToken(ctx, "", fresh.Token, "user_login"); err != nil {
 			t.Errorf("live token after purge: %v", err)
 		}
 		// The janitor's Purge includes the tokens: after it, nothing is left for PurgeTokens.

@@ -219,6 +219,15 @@ type AuditEvent struct {
 	Details  string // JSON object
 }
 
+// AuditFilter selects a page of audit events. Zero fields do not filter; BeforeID is set with
+// BeforeAt (the last event of the previous page).
+type AuditFilter struct {
+	Action   string
+	BeforeAt time.Time
+	BeforeID string
+	Limit    int
+}
+
 // Idempotency remembers which resource a tenant's Idempotency-Key created.
 type Idempotency struct {
 	TenantID    string
@@ -310,10 +319,11 @@ type Queries interface {
 	ExpireChallenges(ctx context.Context, tenantID string, now time.Time) (int64, error)
 	ListChallenges(ctx context.Context, tenantID string, f ChallengeFilter) ([]Challenge, error)
 
-	// Rate limits. TakeRate counts the key's events in (now-window, now]; if fewer than limit,
-	// records one event at now and returns ok. Otherwise returns false and how long until the
-	// oldest counted event leaves the window. Call inside InTx so the event commits with the
-	// action it allowed.
+	// Rate limits. TakeRate counts the key's events after now-window (those stamped after now
+	// too: another instance's clock may read a moment ahead); if fewer than limit, records one
+	// event at now and returns ok. Otherwise returns false and how long until the oldest
+	// counted event leaves the window. Call inside InTx so the event commits with the action it
+	// allowed.
 	TakeRate(ctx context.Context, tenantID string, l RateLimit, now time.Time) (ok bool, retryAfter time.Duration, err error)
 
 	// Idempotency
@@ -341,6 +351,9 @@ type Queries interface {
 	// Audit
 	CreateAuditEvent(ctx context.Context, e *AuditEvent) error
 	ListAuditEvents(ctx context.Context, tenantID string, limit int) ([]AuditEvent, error)
+	// PageAuditEvents returns a tenant's events newest first (at, then id, descending), those
+	// of one action only when f.Action is set, continuing after (f.BeforeAt, f.BeforeID).
+	PageAuditEvents(ctx context.Context, tenantID string, f AuditFilter) ([]AuditEvent, error)
 
 	SigningQueries // signing.go: JWT signing keys
 

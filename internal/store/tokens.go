@@ -93,11 +93,12 @@ type TokenQueries interface {
 	CreateOneTimeToken(ctx context.Context, t *OneTimeToken) error
 	// GetOneTimeToken finds a token by hash, whatever its tenant (the token names its tenant).
 	GetOneTimeToken(ctx context.Context, hash []byte) (*OneTimeToken, error)
-	// RedeemOneTimeToken marks the token used — only if it has the purpose, is unused and
-	// expires after now — in one conditional update, and returns it. Of any number of concurrent
-	// calls for one token, at most one succeeds; the others, and every call for an unknown,
-	// used, expired or other-purpose token, get ErrNotFound.
-	RedeemOneTimeToken(ctx context.Context, hash []byte, purpose string, now time.Time) (*OneTimeToken, error)
+	// RedeemOneTimeToken marks the token used — only if it has the purpose, is unused, expires
+	// after now and, when tenantID is not "", belongs to that tenant — in one conditional
+	// update, and returns it. Of any number of concurrent calls for one token, at most one
+	// succeeds; the others, and every call for an unknown, used, expired, other-purpose or
+	// other-tenant token, get ErrNotFound (and leave the token as it was).
+	RedeemOneTimeToken(ctx context.Context, hash []byte, tenantID, purpose string, now time.Time) (*OneTimeToken, error)
 
 	// CreateLoginSession stores s; ErrNotFound if its user is not one of its tenant's.
 	CreateLoginSession(ctx context.Context, s *LoginSession) error

@@ -468,7 +468,7 @@ func (h *handler) ottLogin(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, status, status, msg, nil)
 		return
 	}
-	red, err := h.eng.RedeemOneTimeToken(r.Context(), tok, engine.OTTPurposeLogin)
+	red, err := h.eng.RedeemOneTimeToken(r.Context(), "", tok, engine.OTTPurposeLogin) // the token is the credential
 	if errors.Is(err, engine.ErrUnauthenticated) {
 		h.fail(w, http.StatusUnauthorized, http.StatusUnauthorized, "The one-time token is invalid, expired or already used", nil)
 		return

@@ -144,7 +144,7 @@ func (h *handler) externalLogin(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	red, err := h.eng.RedeemOneTimeToken(r.Context(), ott, engine.OTTPurposeLogin)
+	red, err := h.eng.RedeemOneTimeToken(r.Context(), "", ott, engine.OTTPurposeLogin) // the token is the credential
 	if errors.Is(err, engine.ErrUnauthenticated) {
 		errorPage(w, http.StatusUnauthorized, invalidLinkTitle, invalidLinkMsg)
 		return

@@ -13,21 +13,25 @@ import (
 // Rate limits, idempotency keys, the dev inbox and the audit log.
 
 var (
-	sqlRateLock  = def(`SELECT pg_advisory_xact_lock($1)`)
+	sqlRateLock = def(`SELECT pg_advisory_xact_lock($1)`)
+	// No upper bound on at: an event another instance recorded with a clock reading a moment
+	// later than ours has happened all the same, and must count (two instances read their
+	// clocks before they queue for the lock, not in the lock's order).
 	sqlRateCount = def(`SELECT count(*), coalesce(min(at), 0) FROM rate_events
-		WHERE tenant_id = $1 AND scope = $2 AND key = $3 AND at > $4 AND at <= $5`)
+		WHERE tenant_id = $1 AND scope = $2 AND key = $3 AND at > $4`)
 	sqlRateNth = def(`SELECT at FROM rate_events
-		WHERE tenant_id = $1 AND scope = $2 AND key = $3 AND at > $4 AND at <= $5
-		ORDER BY at LIMIT 1 OFFSET $6`)
+		WHERE tenant_id = $1 AND scope = $2 AND key = $3 AND at > $4
+		ORDER BY at LIMIT 1 OFFSET $5`)
 	sqlRateInsert = def(`INSERT INTO rate_events (tenant_id, scope, key, at) VALUES ($1, $2, $3, $4)`)
 )
 
-// TakeRate counts the key's events in (now-window, now]; below the limit it records one at now and
-// returns ok, otherwise it returns false and how long until enough events leave the window for
-// one more to fit. The count and the insert run in the caller's transaction (or a transaction of
-// their own outside InTx); on PostgreSQL a transaction-scoped advisory lock on the key serialises
-// them across connections and instances, on SQLite the IMMEDIATE transaction does. A limit below 1
-// refuses every event (retryAfter = the window).
+// TakeRate counts the key's events after now-window (also those stamped after now); below the
+// limit it records one at now and returns ok, otherwise it returns false and how long until
+// enough events leave the window for one more to fit. The count and the insert run in the
+// caller's transaction (or a transaction of their own outside InTx); on PostgreSQL a
+// transaction-scoped advisory lock on the key serialises them across connections and instances,
+// on SQLite the IMMEDIATE transaction does. A limit below 1 refuses every event (retryAfter =
+// the window).
 func (q *queries) TakeRate(ctx context.Context, tenantID string, l store.RateLimit, now time.Time) (ok bool, retryAfter time.Duration, err error) {
 	if q.tx == nil {
 		err = q.s.inTx(ctx, func(tq *queries) error {
@@ -51,7 +55,7 @@ func (q *queries) TakeRate(ctx context.Context, tenantID string, l store.RateLim
 	nowMs := ms(now)
 	from := nowMs - window
 	var n, oldest int64
-	if err := q.queryRow(ctx, true, sqlRateCount, tenantID, l.Scope, l.Key, from, nowMs).Scan(&n, &oldest); err != nil {
+	if err := q.queryRow(ctx, true, sqlRateCount, tenantID, l.Scope, l.Key, from).Scan(&n, &oldest); err != nil {
 		return false, 0, wrap(err, "take rate: count")
 	}
 	if n < int64(l.Limit) {
@@ -62,7 +66,7 @@ func (q *queries) TakeRate(ctx context.Context, tenantID string, l store.RateLim
 	}
 	// One more fits once the (n-limit+1)-th oldest event has left the window.
 	if excess := n - int64(l.Limit); excess > 0 {
-		err := q.queryRow(ctx, true, sqlRateNth, tenantID, l.Scope, l.Key, from, nowMs, excess).Scan(&oldest)
+		err := q.queryRow(ctx, true, sqlRateNth, tenantID, l.Scope, l.Key, from, excess).Scan(&oldest)
 		if err != nil {
 			return false, 0, wrap(err, "take rate: oldest")
 		}
@@ -190,6 +194,32 @@ func (q *queries) ListAuditEvents(ctx context.Context, tenantID string, n int) (
 		return &e, nil
 	})
 	return es, wrap(err, "list audit events")
+}
+
+// The optional filters are bound, not spliced: an empty action and a zero time switch them off,
+// so one prepared text serves every combination.
+var sqlPageAudit = def(`SELECT ` + auditCols + ` FROM audit_events WHERE tenant_id = $1
+	AND ($2 = '' OR action = $2)
+	AND (CAST($3 AS BIGINT) = 0 OR at < $3 OR (at = $3 AND id < $4))
+	ORDER BY at DESC, id DESC LIMIT $5`)
+
+// PageAuditEvents returns up to f.Limit (default 50, at most 500) events, newest first.
+func (q *queries) PageAuditEvents(ctx context.Context, tenantID string, f store.AuditFilter) ([]store.AuditEvent, error) {
+	var before int64
+	if f.BeforeID != "" {
+		before = ms(f.BeforeAt)
+	}
+	rows, err := q.query(ctx, false, sqlPageAudit, tenantID, f.Action, before, f.BeforeID, limit(f.Limit, 50, 500))
+	es, err := scanAll(rows, err, func(sc scanner) (*store.AuditEvent, error) {
+		var e store.AuditEvent
+		var at int64
+		if err := sc.Scan(&e.ID, &e.TenantID, &at, &e.Actor, &e.Action, &e.Target, &e.Result, &e.IP, &e.Details); err != nil {
+			return nil, err
+		}
+		e.At = fromMs(at)
+		return &e, nil
+	})
+	return es, wrap(err, "page audit events")
 }
 
 var (

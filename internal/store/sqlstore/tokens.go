@@ -20,9 +20,11 @@ var (
 	sqlGetOTT    = def(`SELECT ` + ottCols + ` FROM one_time_tokens WHERE hash = $1`)
 	// The single-use rule is this statement: of concurrent redemptions only the first to update
 	// the row sees used_at IS NULL; PostgreSQL re-checks the WHERE clause on the row a concurrent
-	// winner committed, SQLite has one writer.
+	// winner committed, SQLite has one writer. $4 = '' redeems whatever the tenant (the caller
+	// holds only the token); otherwise another tenant's token is left untouched.
 	sqlRedeemOTT = def(`UPDATE one_time_tokens SET used_at = $1
 		WHERE hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1
+		AND (tenant_id = $4 OR $4 = '')
 		RETURNING ` + ottCols)
 
 	sqlInsertLoginSession = def(`INSERT INTO login_sessions (hash, tenant_id, user_id, created_at, expires_at, revoked_at)
@@ -104,9 +106,10 @@ func (q *queries) GetOneTimeToken(ctx context.Context, hash []byte) (*store.OneT
 	return t, wrap(err, "get one-time token")
 }
 
-// RedeemOneTimeToken marks an unused, unexpired token of the purpose used and returns it.
-func (q *queries) RedeemOneTimeToken(ctx context.Context, hash []byte, purpose string, now time.Time) (*store.OneTimeToken, error) {
-	t, err := scanOTT(q.queryRow(ctx, true, sqlRedeemOTT, ms(now), hash, purpose))
+// RedeemOneTimeToken marks an unused, unexpired token of the purpose (and of the tenant, unless
+// tenantID is "") used and returns it.
+func (q *queries) RedeemOneTimeToken(ctx context.Context, hash []byte, tenantID, purpose string, now time.Time) (*store.OneTimeToken, error) {
+	t, err := scanOTT(q.queryRow(ctx, true, sqlRedeemOTT, ms(now), hash, purpose, tenantID))
 	return t, wrap(err, "redeem one-time token")
 }
 

@@ -761,6 +761,15 @@ func testTakeRate(t *testing.T, s store.Store) {
 			t.Errorf("%s/%s/%s shares a budget", alt.tenant, alt.l.Scope, alt.l.Key)
 		}
 	}
+	// An event stamped a moment after now (another instance read its clock later, then took the
+	// lock first) counts: otherwise two instances could each let one more through.
+	ahead := store.RateLimit{Scope: "prefix", Key: "+61401629", Limit: 1, Window: time.Hour}
+	if ok, _ := take(tn.ID, ahead, 5*time.Millisecond); !ok {
+		t.Fatalf("first take of the prefix refused")
+	}
+	if ok, retry := take(tn.ID, ahead, 0); ok || retry != time.Hour+5*time.Millisecond {
+		t.Errorf("an event stamped after now does not count: ok %v retry %v", ok, retry)
+	}
 	// A zero limit refuses everything.
 	if ok, retry := take(tn.ID, store.RateLimit{Scope: "tenant", Key: "x", Limit: 0, Window: time.Hour}, 0); ok || retry != time.Hour {
 		t.Errorf("limit 0: ok %v retry %v", ok, retry)
@@ -1112,6 +1121,38 @@ func testAudit(t *testing.T, s store.Store) {
 	got, err = s.ListAuditEvents(ctx, other.ID, 0)
 	check(t, err)
 	diff(t, "other tenant's audit", []store.AuditEvent{*bare}, got)
+
+	// Pages: newest first, continuing after the last event of the previous page; events of one
+	// millisecond are told apart by id; the action filter; another tenant's events never show.
+	same := &store.AuditEvent{TenantID: tn.ID, At: made[2].At, Actor: "operator", Action: "device.locked", Target: "dev-1", Result: "refused"}
+	check(t, s.CreateAuditEvent(ctx, same))
+	page := func(f store.AuditFilter) []store.AuditEvent {
+		t.Helper()
+		got, err := s.PageAuditEvents(ctx, tn.ID, f)
+		check(t, err)
+		return got
+	}
+	all := page(store.AuditFilter{})
+	if len(all) != 4 || !all[0].At.Equal(made[2].At) || !all[1].At.Equal(made[2].At) || all[0].ID < all[1].ID {
+		t.Fatalf("PageAuditEvents: %+v", all)
+	}
+	var walked []store.AuditEvent
+	for f := (store.AuditFilter{Limit: 1}); ; {
+		p := page(f)
+		if len(p) == 0 {
+			break
+		}
+		walked = append(walked, p...)
+		f.BeforeAt, f.BeforeID = p[0].At, p[0].ID
+		if len(walked) > len(all) {
+			t.Fatalf("paging does not end: %+v", walked)
+		}
+	}
+	diff(t, "PageAuditEvents pages of one", all, walked)
+	diff(t, "PageAuditEvents action", []store.AuditEvent{*same}, page(store.AuditFilter{Action: "device.locked"}))
+	if got := page(store.AuditFilter{Action: "login.failed"}); len(got) != 0 {
+		t.Errorf("another tenant's event on this tenant's page: %+v", got)
+	}
 }
 
 func testPurge(t *testing.T, s store.Store) {

@@ -73,16 +73,19 @@ func testOneTimeTokens(t *testing.T, s store.Store) {
 	_, err = s.GetOneTimeToken(ctx, tokenHash("nope"))
 	wantErr(t, err, store.ErrNotFound)
 
-	// Wrong purpose: not redeemed, and still redeemable for its own purpose.
-	_, err = s.RedeemOneTimeToken(ctx, tok.Hash, "verify", t0.Add(time.Second))
+	// Wrong purpose, or another tenant: not redeemed, and still redeemable for its own purpose
+	// by its own tenant ("" stands for a caller that holds only the token).
+	_, err = s.RedeemOneTimeToken(ctx, tok.Hash, "", "verify", t0.Add(time.Second))
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.RedeemOneTimeToken(ctx, tok.Hash, other.ID, "user_login", t0.Add(time.Second))
 	wantErr(t, err, store.ErrNotFound)
 	at := t0.Add(29 * time.Second)
-	red, err := s.RedeemOneTimeToken(ctx, tok.Hash, "user_login", at)
+	red, err := s.RedeemOneTimeToken(ctx, tok.Hash, tn.ID, "user_login", at)
 	check(t, err)
 	want := *tok
 	want.UsedAt = ptr(at)
 	diff(t, "redeemed token", &want, red)
-	_, err = s.RedeemOneTimeToken(ctx, tok.Hash, "user_login", at)
+	_, err = s.RedeemOneTimeToken(ctx, tok.Hash, "", "user_login", at)
 	wantErr(t, err, store.ErrNotFound)
 	got, err = s.GetOneTimeToken(ctx, tok.Hash)
 	check(t, err)
@@ -91,10 +94,16 @@ func testOneTimeTokens(t *testing.T, s store.Store) {
 	// Expiry is exclusive: at expires_at the token is dead.
 	exp := ott(tn.ID, "u-1", "tok-2", t0)
 	check(t, s.CreateOneTimeToken(ctx, exp))
-	_, err = s.RedeemOneTimeToken(ctx, exp.Hash, "user_login", exp.ExpiresAt)
+	_, err = s.RedeemOneTimeToken(ctx, exp.Hash, "", "user_login", exp.ExpiresAt)
 	wantErr(t, err, store.ErrNotFound)
-	_, err = s.RedeemOneTimeToken(ctx, tokenHash("unknown"), "user_login", t0)
+	_, err = s.RedeemOneTimeToken(ctx, tokenHash("unknown"), "", "user_login", t0)
 	wantErr(t, err, store.ErrNotFound)
+	// Without a tenant the token's own tenant is taken.
+	anyTenant := ott(tn.ID, "u-1", "tok-4", t0)
+	check(t, s.CreateOneTimeToken(ctx, anyTenant))
+	if red, err := s.RedeemOneTimeToken(ctx, anyTenant.Hash, "", "user_login", t0.Add(time.Second)); err != nil || red.TenantID != tn.ID {
+		t.Fatalf("redeem without a tenant: %+v %v", red, err)
+	}
 
 	// Deleting the user deletes its tokens.
 	live := ott(tn.ID, "u-1", "tok-3", t0)
@@ -120,7 +129,7 @@ func redeemRace(t *testing.T, stores ...store.Store) {
 			wg.Go(func() {
 				<-gate
 				err := st.InTx(ctx, func(q store.Queries) error {
-					_, err := q.RedeemOneTimeToken(ctx, tok.Hash, "user_login", t0.Add(time.Second))
+					_, err := q.RedeemOneTimeToken(ctx, tok.Hash, tn.ID, "user_login", t0.Add(time.Second))
 					return err
 				})
 				switch {
