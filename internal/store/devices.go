@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Device types.
@@ -281,6 +283,11 @@ func validateCmp(f *Filter, attrs map[string]FilterAttr) error {
 		}
 		if len(v) > MaxFilterValue {
 			return fmt.Errorf("a compare value is longer than %d bytes", MaxFilterValue)
+		}
+		// No stored text holds a NUL or invalid UTF-8 (the stores refuse such text), so such a
+		// value could only be answered by guessing: "eq" matches nothing but "ne" everything.
+		if !utf8.ValidString(v) || strings.IndexByte(v, 0) >= 0 {
+			return fmt.Errorf("a compare value must be UTF-8 text without NUL characters")
 		}
 	case int64:
 		if a.Kind != AttrInt {

@@ -123,6 +123,7 @@ func TestList(t *testing.T) {
 			day1 + "&filter[ids]=a&filter[ids]=b&filter[ids]=c&filter[ids]=d": {"filter[ids]", "This collection should contain 3 elements or less."},
 			day1 + "&filter[ids]=a&filter[ids]=a":                             {"filter[ids]", "This collection should contain only unique elements."},
 			day1 + "&filter[ids]=" + strings.Repeat("a", 37):                  {"filter[ids]", "This value is not valid."},
+			day1 + "&filter[ids]=a%00":                                        {"filter[ids]", "This value is not valid."}, // was a 500
 			day1 + "&filter[status]=done":                                     {"filter[status]", "The value you selected is not a valid choice."},
 			day1 + "&filter[channel]=email":                                   {"filter[channel]", "The value you selected is not a valid choice."},
 			day1 + "&filter[recipient]=%2B61401629754":                        {"filter[recipient]", "This value is not valid."},

@@ -19,9 +19,15 @@ import (
 // maxIDLen is BSG's bound on an authentication id ("The maximum length is 36 characters").
 const maxIDLen = 36
 
+// validID reports whether s can be an authentication id: 1–36 printable ASCII characters (otpd's
+// ids are UUIDs). Anything else names no session, whatever the store would make of it.
+func validID(s string) bool {
+	return s != "" && len(s) <= maxIDLen && !strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r > '~' })
+}
+
 func sessionID(r *http.Request) (string, *apiError) {
 	id := r.PathValue("id")
-	if id == "" || len(id) > maxIDLen {
+	if !validID(id) {
 		return "", service(http.StatusNotFound, msgAuthNotFound)
 	}
 	return id, nil
@@ -245,7 +251,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, p engine.Principa
 	if !f.From.IsZero() && !f.To.IsZero() && !f.To.After(f.From) {
 		q.errs.add("filter[to]", "This value should be greater than or equal to filter[from].")
 	}
-	f.IDs = q.ids("filter[ids]", 3, func(s string) bool { return s != "" && len(s) <= maxIDLen })
+	f.IDs = q.ids("filter[ids]", 3, validID)
 	f.Status = q.choice("filter[status]", "", store.StatusPending, store.StatusVerified, store.StatusFailed, store.StatusCanceled, store.StatusExpired)
 	f.Channel = q.choice("filter[channel]", "", "sms", "viber")
 	if s := q.v.Get("filter[recipient]"); s != "" {

@@ -109,6 +109,7 @@ func TestTranslateRefuses(t *testing.T) {
 		`type eq 'x'`, `type eq "x`, ``, `   `, `type eq "x" -- comment`, `type eq "x"; DROP TABLE devices`,
 		deep, wide, `name eq "` + strings.Repeat("a", MaxFilterLength) + `"`,
 		`name eq "` + strings.Repeat("a", store.MaxFilterValue+1) + `"`,
+		`name eq "0000000000\b0\u0000"`, `name ne "x\u0000"`, // found by FuzzSCIMFilter: was a 500
 	} {
 		_, err := parseFilter(deviceResource, f)
 		var fe *filterError

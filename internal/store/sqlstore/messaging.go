@@ -145,6 +145,9 @@ func (q *queries) ListTemplates(ctx context.Context, tenantID string, f store.Te
 			args = append(args, id)
 		}
 	}
+	if !storableText(args) { // no row holds such text, and every filter here must match
+		return nil, 0, nil
+	}
 	var total int
 	if err := q.queryRow(ctx, false, `SELECT count(*) FROM templates`+where.String(), args...).Scan(&total); err != nil {
 		return nil, 0, wrap(err, "count templates")
@@ -312,6 +315,9 @@ func (q *queries) ListMessagingSessions(ctx context.Context, tenantID string, f 
 		for _, id := range f.IDs {
 			args = append(args, id)
 		}
+	}
+	if !storableText(args) { // no row holds such text, and every filter here must match
+		return nil, 0, nil
 	}
 	var total int
 	if err := q.queryRow(ctx, false, `SELECT count(*)`+where.String(), args...).Scan(&total); err != nil {

@@ -268,6 +268,8 @@ func testMessagingSessions(t *testing.T, s store.Store) {
 		{"channel", with(func(f *store.MessagingSessionFilter) { f.Channel = "viber" }), []string{"ch-3"}, 1},
 		{"recipient", with(func(f *store.MessagingSessionFilter) { f.Recipient = "+61401629754" }), []string{"ch-1"}, 1},
 		{"ids", with(func(f *store.MessagingSessionFilter) { f.IDs = []string{"ch-3", "ch-1", "ch-5"} }), []string{"ch-1", "ch-3"}, 2},
+		{"unstorable id", with(func(f *store.MessagingSessionFilter) { f.IDs = []string{"ch-1\x00"} }), nil, 0},
+		{"unstorable recipient", with(func(f *store.MessagingSessionFilter) { f.Recipient = "+61\xff" }), nil, 0},
 		{"sort country", with(func(f *store.MessagingSessionFilter) { f.Sort = "country_code" }), []string{"ch-1", "ch-3", "ch-2"}, 3},
 		{"sort status desc", with(func(f *store.MessagingSessionFilter) { f.Sort, f.Desc = "status", true }), []string{"ch-2", "ch-1", "ch-3"}, 3},
 		{"sort finished, pending last", with(func(f *store.MessagingSessionFilter) { f.Sort = "finished_at" }), []string{"ch-3", "ch-2", "ch-1"}, 3},
