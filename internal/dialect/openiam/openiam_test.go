@@ -242,6 +242,18 @@ func TestSeedFlow(t *testing.T) {
 		if st := me(); st != 401 {
 			t.Errorf("revoked session still works: %d", st)
 		}
+		// The cookie alone (no form body at all) ends the session too.
+		ott2 := e.native("POST", "/v1/login-tokens", e.admin, map[string]string{"login": "max"}).body["token"].(string)
+		session = e.native("POST", "/v1/login-tokens/redeem", e.admin, map[string]string{"token": ott2, "purpose": "user_login"}).body["session"].(string)
+		if st := me(); st != 200 {
+			t.Fatalf("second session before logout: %d", st)
+		}
+		if r := e.post("/idp/oauth2/revoke", "", "", "Cookie", "OPENIAM_AUTH_TOKEN="+session); r.status != 200 || r.body["error"] != false {
+			t.Fatalf("cookie-only revoke: %d %s", r.status, r.raw)
+		}
+		if st := me(); st != 401 {
+			t.Errorf("session revoked by its cookie alone still works: %d", st)
+		}
 		// No token at all: RFC 6749 error.
 		r = e.post("/idp/oauth2/revoke", "application/x-www-form-urlencoded", "token_type_hint=access_token")
 		if r.status != 400 || r.body["error"] != "invalid_request" {
