@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -212,10 +213,19 @@ func TestListAndCursor(t *testing.T) {
 	})
 }
 
-// TestBadInputWritesNothing: malformed bodies get a problem+json and leave no row behind.
+// TestBadInputWritesNothing: malformed bodies get a problem+json and leave no row behind — in
+// any table (storetest.RowCounts before and after), on the session endpoints, users and
+// applications alike.
 func TestBadInputWritesNothing(t *testing.T) {
 	storetest.ForEachBackend(t, func(t *testing.T, b storetest.Backend) {
-		e := newEnv(t, b, nil)
+		var dsn string
+		e := newEnv(t, b, func(c *config.Config) { dsn = c.DSN() })
+		pending := e.do("POST", "/v1/verifications", e.key, map[string]string{"channel": "none", "to": "pending@example.com"})
+		if pending.status != 201 {
+			t.Fatalf("start: %d %s", pending.status, pending.raw)
+		}
+		sid := pending.body["id"].(string)
+		before := storetest.RowCounts(t, e.a.Store, dsn)
 		big := `{"channel":"none","to":"` + strings.Repeat("a", 70<<10) + `"}`
 		cases := []struct {
 			name, body, ctype string
@@ -250,8 +260,32 @@ func TestBadInputWritesNothing(t *testing.T) {
 			_ = json.Unmarshal(raw, &r.body)
 			t.Run(c.name, func(t *testing.T) { r.problem(t, c.status, c.code) })
 		}
-		if n := e.countSessions(); n != 0 {
-			t.Fatalf("bad requests wrote %d sessions", n)
+		// Other writers, each with a body of the wrong shape or value.
+		for _, c := range []struct {
+			path, body string
+			status     int
+			code       string
+		}{
+			{"/v1/verifications/" + sid + "/check", `{"code":123456}`, 400, "invalid_json"},
+			{"/v1/verifications/" + sid + "/check", `{"code":"12345a"}`, 400, "malformed_code"}, // no try spent
+			{"/v1/verifications/" + sid + "/check", big, 413, "body_too_large"},
+			{"/v1/users", `{"login":["x"]}`, 400, "invalid_json"},
+			{"/v1/users", `{"login":"ok","email":"not an address"}`, 400, "invalid_request"},
+			{"/v1/applications", `{"name":""}`, 400, "invalid_request"},
+			{"/v1/applications", `{"name":"a","extra":1}`, 400, "invalid_json"},
+		} {
+			e.do("POST", c.path, e.key, c.body).problem(t, c.status, c.code)
+		}
+		if after := storetest.RowCounts(t, e.a.Store, dsn); !maps.Equal(before, after) {
+			t.Fatalf("bad requests wrote rows:\nbefore %v\nafter  %v", before, after)
+		}
+		if n := e.countSessions(); n != 1 {
+			t.Fatalf("bad requests left %d sessions, want the 1 pending", n)
+		}
+		// Control: the counts see a write — a good request changes them.
+		e.do("POST", "/v1/users", e.key, `{"login":"ok"}`)
+		if after := storetest.RowCounts(t, e.a.Store, dsn); after["users"] != before["users"]+1 || len(after) < 10 {
+			t.Fatalf("row counts miss a write: before %v, after %v", before, after)
 		}
 		// The wrong-type answer names the field.
 		r := e.do("POST", "/v1/verifications", e.key, `{"channel":"none","to":"a@b.co","code_length":"6"}`)

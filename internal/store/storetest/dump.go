@@ -3,11 +3,14 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"os"
 	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver, for RowCounts
+	_ "modernc.org/sqlite"             // the "sqlite" database/sql driver, for RowCounts
 
 	"github.com/otpd/otpd/internal/store"
 )
@@ -62,4 +65,47 @@ func Dump(t testing.TB, s store.Store, dsn string) []byte {
 		}
 	}
 	return out.Bytes()
+}
+
+// RowCounts returns how many rows each table of the database at dsn holds (goose's own version
+// table left out), for "nothing was written" tests. s is the store on dsn; it is only asked for
+// its dialect.
+func RowCounts(t testing.TB, s store.Store, dsn string) map[string]int {
+	t.Helper()
+	driver, list := "sqlite", `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`
+	if s.Dialect() == "postgres" {
+		driver, list = "pgx", `SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename`
+	}
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		t.Fatalf("row counts: %v", err)
+	}
+	defer db.Close()
+	rows, err := db.Query(list)
+	if err != nil {
+		t.Fatalf("row counts: %v", err)
+	}
+	var tables []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			t.Fatalf("row counts: %v", err)
+		}
+		if name != "goose_db_version" {
+			tables = append(tables, name)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("row counts: %v", err)
+	}
+	counts := map[string]int{}
+	for _, table := range tables {
+		var n int
+		// The names come from the catalogue, not from input; quoted all the same.
+		if err := db.QueryRow(`SELECT count(*) FROM "` + strings.ReplaceAll(table, `"`, `""`) + `"`).Scan(&n); err != nil {
+			t.Fatalf("row counts %s: %v", table, err)
+		}
+		counts[table] = n
+	}
+	return counts
 }
