@@ -445,3 +445,49 @@ func TestImportedSeedNeverReturned(t *testing.T) {
 		}
 	})
 }
+
+// TestDeviceUpdates: the successful PUT and PATCH (add and replace, with and without a path)
+// of an OtpDevice. PUT replaces the mutable attributes it names and keeps those it omits (RFC
+// 7644 §3.5.1: omitted readWrite attributes "MAY be assumed to be not asserted"; a device's
+// name and target cannot be absent). A changed phone is where the next challenge goes.
+func TestDeviceUpdates(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, b storetest.Backend) {
+		e := newEnv(t, b, at("2026-11-24 10:00:00"))
+		population(t, e)
+		d := e.do("POST", "/OtpDevice", `{"type":"SMS","user":"ana","phone":"+34666555444"}`)
+		if d.status != 200 {
+			t.Fatalf("create: %d %s", d.status, d.raw)
+		}
+		dev := "/OtpDevice/" + id(d)
+		r := e.do("PUT", dev, `{"schemas":["urn:soffid:com.soffid.iam.addons.otp.common.OtpDevice"],"type":"SMS","user":"ana",
+			"name":"Ana's phone","phone":"+34611222333","id":"ignored","fails":7}`)
+		if r.status != 200 || r.body["name"] != "Ana's phone" || r.body["phone"] != "+34611222333" || r.body["fails"] != float64(0) || r.body["status"] != "C" {
+			t.Fatalf("put: %d %s", r.status, r.raw)
+		}
+		r = e.do("PUT", dev, `{"status":"D"}`)
+		if r.status != 200 || r.body["name"] != "Ana's phone" || r.body["status"] != "D" || r.body["phone"] != "+34611222333" {
+			t.Fatalf("put keeps what it omits: %d %s", r.status, r.raw)
+		}
+		r = e.do("PATCH", dev, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[
+			{"op":"add","path":"name","value":"Ana (work)"},
+			{"op":"Add","value":{"status":"C"}},
+			{"op":"replace","path":"urn:soffid:com.soffid.iam.addons.otp.common.OtpDevice:phone","value":"+34699888777"}]}`)
+		if r.status != 200 || r.body["name"] != "Ana (work)" || r.body["status"] != "C" || r.body["phone"] != "+34699888777" {
+			t.Fatalf("patch: %d %s", r.status, r.raw)
+		}
+		if g := e.do("GET", dev, nil); g.status != 200 || g.body["name"] != "Ana (work)" || g.body["phone"] != "+34699888777" {
+			t.Fatalf("get after patch: %d %s", g.status, g.raw)
+		}
+		// The challenge goes to the number the PATCH set.
+		if c := e.do("GET", dev+"/requestChallenge", nil); c.status != 200 || c.body["cardNumber"] != "SMS message to +3*****77" {
+			t.Fatalf("challenge: %d %s", c.status, c.raw)
+		}
+		if _, err := e.a.Worker.RunOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		code := e.devInbox("+34699888777") // fails the test when nothing went to the new number
+		if r := e.do("POST", dev+"/responseChallenge", map[string]string{"pin": code}); r.status != 200 || r.body["success"] != true {
+			t.Fatalf("the code sent to the new number: %d %s", r.status, r.raw)
+		}
+	})
+}
