@@ -312,6 +312,21 @@ func TestOTTRequestStrictness(t *testing.T) {
 		if r.status != 200 {
 			t.Errorf("with an API key: %d %s", r.status, r.raw)
 		}
+		// purpose "verify": a token that proves the user once to the backend that asked for it
+		// (redeemed through the native API) and is no login: /ott/login refuses it, unspent.
+		v := post(`{"login":"johncustomer@mysite.com","purpose":"verify"}`)
+		if v.status != 200 || v.body["ott"] == nil {
+			t.Fatalf("verify token: %d %s", v.status, v.raw)
+		}
+		vt := v.body["ott"].(string)
+		e.send(e.srv.URL, "POST", "/api/2/idp/ott/login", []byte(`{"ott":"`+vt+`"}`), "Content-Type", "application/json").acronisError(t, 401, 401)
+		red := e.jsonCall("POST", "/v1/login-tokens/redeem", e.admin, map[string]string{"token": vt, "purpose": "verify"})
+		if red.status != 200 || red.body["user"].(map[string]any)["login"] != "johncustomer@mysite.com" || red.body["session"] != nil {
+			t.Fatalf("redeem the verify token: %d %s", red.status, red.raw)
+		}
+		if again := e.jsonCall("POST", "/v1/login-tokens/redeem", e.admin, map[string]string{"token": vt, "purpose": "verify"}); again.status != 400 {
+			t.Errorf("a verify token redeemed twice: %d %s", again.status, again.raw)
+		}
 		// Unknown paths and methods under /api/2 answer in the Acronis shape.
 		e.send(e.srv.URL, "GET", "/api/2/nothing", nil).acronisError(t, 404, 404)
 	})
