@@ -60,6 +60,7 @@ func commands() []command {
 		{"device", "otpd device enroll|list|get|verify|challenge|resync|unlock|disable|delete …", "manage users' OTP devices", cmdDevice},
 		{"iam", "otpd iam show|set|clear APP_ID …", "an application's IAM introspection settings (Haventec)", cmdIAM},
 		{"template", "otpd template list|get|create|update|approve|reject|delete …", "manage message templates (BSG) and their moderation", cmdTemplate},
+		{"audit", "otpd audit list [--action A] [--limit N] [--cursor C]", "read the tenant's audit log, newest first", cmdAudit},
 	}
 }
 

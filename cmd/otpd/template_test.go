@@ -60,4 +60,20 @@ func TestTemplateCommand(t *testing.T) {
 	if v := otpd(0, "template", "get", id); v["status"] != "deleted" {
 		t.Errorf("deleted: %v", v)
 	}
+	// The operator's moderation is in the audit log, newest first, with the action filter.
+	log := otpd(0, "audit", "list", "--action", "template.approve")
+	items, _ := log["items"].([]any)
+	if len(items) != 1 || items[0].(map[string]any)["target"] == nil || items[0].(map[string]any)["action"] != "template.approve" {
+		t.Fatalf("audit list --action template.approve: %v", log)
+	}
+	page := otpd(0, "audit", "list", "--limit", "1")
+	if items, _ := page["items"].([]any); len(items) != 1 || items[0].(map[string]any)["action"] != "template.delete" || page["next_cursor"] == nil {
+		t.Fatalf("audit list --limit 1: %v", page)
+	}
+	next := otpd(0, "audit", "list", "--limit", "1", "--cursor", page["next_cursor"].(string))
+	if items, _ := next["items"].([]any); len(items) != 1 || items[0].(map[string]any)["id"] == page["items"].([]any)[0].(map[string]any)["id"] {
+		t.Fatalf("audit list, next page: %v", next)
+	}
+	otpd(1, "audit", "list", "--limit", "0")
+	otpd(2, "audit", "list", "extra")
 }
