@@ -2,7 +2,6 @@ package api
 
 import (
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/otpd/otpd/internal/engine"
@@ -130,13 +129,9 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request, p engine.Prin
 	if err != nil {
 		return err
 	}
-	limit := 50
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 500 {
-			return &engine.ValidationError{Field: "limit", Message: "must be 1–500"}
-		}
-		limit = n
+	limit, verr := pageLimit(q, 50)
+	if verr != nil {
+		return verr
 	}
 	after := ""
 	if c := q.Get("cursor"); c != "" {

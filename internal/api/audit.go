@@ -3,7 +3,6 @@ package api
 import (
 	"encoding/json"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/otpd/otpd/internal/engine"
@@ -34,15 +33,11 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, p engine.Prin
 	if err != nil {
 		return err
 	}
-	aq := engine.AuditQuery{Action: q.Get("action"), Cursor: q.Get("cursor")}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 500 {
-			return &engine.ValidationError{Field: "limit", Message: "must be 1–500"}
-		}
-		aq.Limit = n
+	limit, verr := pageLimit(q, 0) // 0: the engine's default
+	if verr != nil {
+		return verr
 	}
-	page, err := s.eng.ListAuditEvents(r.Context(), p, aq)
+	page, err := s.eng.ListAuditEvents(r.Context(), p, engine.AuditQuery{Action: q.Get("action"), Cursor: q.Get("cursor"), Limit: limit})
 	if err != nil {
 		return err
 	}

@@ -204,11 +204,9 @@ func (s *Server) listTemplates(w http.ResponseWriter, r *http.Request, p engine.
 	default:
 		errs = append(errs, &engine.ValidationError{Field: "status", Message: "must be requested, approved, rejected or deleted"})
 	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 500 {
-			errs = append(errs, &engine.ValidationError{Field: "limit", Message: "must be 1–500"})
-		}
+	if n, verr := pageLimit(q, 0); verr != nil {
+		errs = append(errs, verr)
+	} else {
 		f.Limit = n
 	}
 	if v := q.Get("offset"); v != "" {

@@ -223,6 +223,19 @@ func query(r *http.Request) (url.Values, error) {
 	return q, nil
 }
 
+// pageLimit reads a list's "limit" parameter: def when it is absent, else a whole number 1–500.
+func pageLimit(q url.Values, def int) (int, *engine.ValidationError) {
+	v := q.Get("limit")
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 500 {
+		return 0, &engine.ValidationError{Field: "limit", Message: "must be 1–500"}
+	}
+	return n, nil
+}
+
 // seconds turns a whole number of seconds from a request into a Duration, saturating instead
 // of overflowing (a huge value then fails the engine's range check instead of wrapping into a
 // valid-looking one).

@@ -3,7 +3,6 @@ package api
 import (
 	"encoding/base64"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/otpd/otpd/internal/engine"
@@ -160,11 +159,9 @@ func (s *Server) listVerifications(w http.ResponseWriter, r *http.Request, p eng
 	}
 	parseTime("from", &f.From)
 	parseTime("to_time", &f.To)
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 500 {
-			errs = append(errs, &engine.ValidationError{Field: "limit", Message: "must be 1–500"})
-		}
+	if n, verr := pageLimit(q, 0); verr != nil {
+		errs = append(errs, verr)
+	} else {
 		f.Limit = n
 	}
 	f.Limit = defaultLimit(f.Limit)
@@ -228,13 +225,9 @@ func (s *Server) devMessages(w http.ResponseWriter, r *http.Request, p engine.Pr
 	if err != nil {
 		return err
 	}
-	limit := 50
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 500 {
-			return &engine.ValidationError{Field: "limit", Message: "must be 1–500"}
-		}
-		limit = n
+	limit, verr := pageLimit(q, 50)
+	if verr != nil {
+		return verr
 	}
 	msgs, err := s.eng.DevInbox(r.Context(), p, q.Get("to"), limit)
 	if err != nil {

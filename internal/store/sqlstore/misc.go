@@ -166,10 +166,7 @@ func (q *queries) ListDevMessages(ctx context.Context, tenantID, recipient strin
 
 const auditCols = `id, tenant_id, at, actor, action, target, result, ip, details`
 
-var (
-	sqlInsertAudit = def(`INSERT INTO audit_events (` + auditCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`)
-	sqlListAudit   = def(`SELECT ` + auditCols + ` FROM audit_events WHERE tenant_id = $1 ORDER BY at DESC, id DESC LIMIT $2`)
-)
+var sqlInsertAudit = def(`INSERT INTO audit_events (` + auditCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`)
 
 func (q *queries) CreateAuditEvent(ctx context.Context, e *store.AuditEvent) error {
 	if e.ID == "" {
@@ -181,19 +178,10 @@ func (q *queries) CreateAuditEvent(ctx context.Context, e *store.AuditEvent) err
 	return wrap(err, "create audit event")
 }
 
-// ListAuditEvents returns up to limit (default 50, at most 500) events, newest first.
+// ListAuditEvents returns up to limit (default 50, at most 500) events, newest first: the first
+// page of PageAuditEvents.
 func (q *queries) ListAuditEvents(ctx context.Context, tenantID string, n int) ([]store.AuditEvent, error) {
-	rows, err := q.query(ctx, false, sqlListAudit, tenantID, limit(n, 50, 500))
-	es, err := scanAll(rows, err, func(sc scanner) (*store.AuditEvent, error) {
-		var e store.AuditEvent
-		var at int64
-		if err := sc.Scan(&e.ID, &e.TenantID, &at, &e.Actor, &e.Action, &e.Target, &e.Result, &e.IP, &e.Details); err != nil {
-			return nil, err
-		}
-		e.At = fromMs(at)
-		return &e, nil
-	})
-	return es, wrap(err, "list audit events")
+	return q.PageAuditEvents(ctx, tenantID, store.AuditFilter{Limit: n})
 }
 
 // The optional filters are bound, not spliced: an empty action and a zero time switch them off,
@@ -219,7 +207,7 @@ func (q *queries) PageAuditEvents(ctx context.Context, tenantID string, f store.
 		e.At = fromMs(at)
 		return &e, nil
 	})
-	return es, wrap(err, "page audit events")
+	return es, wrap(err, "list audit events")
 }
 
 var (
